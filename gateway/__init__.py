@@ -1,0 +1,1 @@
+"""Gateway: what clients call. Orchestrates the services into audited, role-checked decisions."""

@@ -1,0 +1,15 @@
+"""Gateway service settings (environment prefix FACEGATE_GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from facegate.endpoints import DEFAULT_PORTS
+from services.runtime.config import MetricsPort, Port, ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGATE_GATEWAY_", extra="ignore", frozen=True)
+
+    port: Port = DEFAULT_PORTS["gateway"][0]
+    metrics_port: MetricsPort = DEFAULT_PORTS["gateway"][1]

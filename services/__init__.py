@@ -1,0 +1,1 @@
+"""facegate back-end services; each sub-package is one deployable gRPC server."""

@@ -1,0 +1,1 @@
+"""Detection service: MTCNN faces, landmarks, aligned crops and quality."""

@@ -1,0 +1,3 @@
+from services.detection.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""Document verification service: live face against the document portrait, MRZ checks."""

@@ -1,0 +1,3 @@
+from services.docverify.server import main
+
+main()

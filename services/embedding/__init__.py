@@ -1,0 +1,1 @@
+"""Embedding service: FaceNet templates from aligned crops, batched, cached in Redis."""

@@ -1,0 +1,98 @@
+"""The one image decoder every service uses, with limits checked before any pixel is decoded.
+
+Returns RGB uint8 arrays in the orientation a person would see (EXIF applied), because
+boxes and landmarks are reported in that frame.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from services.runtime.errors import InvalidArgument, ResourceExhausted
+
+# We enforce our own pixel limit (below) before decoding, with a precise error.
+Image.MAX_IMAGE_PIXELS = None
+
+FORMATS = ("JPEG", "PNG", "WEBP", "JPEG2000")
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Identify the container from its magic bytes; None when it is none we accept."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or data[:4] == b"\xff\x4f\xff\x51":
+        return "JPEG2000"
+    return None
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    format_hint: str | None = None,
+) -> np.ndarray:
+    """Decode encoded image bytes to an H x W x 3 uint8 RGB array.
+
+    Raises InvalidArgument for empty, unsupported, truncated or corrupt input and for a
+    format hint that contradicts the bytes; ResourceExhausted when over a limit.
+    """
+    if not data:
+        raise InvalidArgument("image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ResourceExhausted(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InvalidArgument("unsupported or unrecognised image format; send JPEG, PNG, WebP or JPEG 2000")
+    if format_hint and format_hint != fmt:
+        raise InvalidArgument(f"format hint says {format_hint} but the bytes are {fmt}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise InvalidArgument(f"{fmt} image declares an empty size {width}x{height}")
+            if width * height > max_pixels:
+                raise ResourceExhausted(
+                    f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+    except (InvalidArgument, ResourceExhausted):
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        kind = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+        raise InvalidArgument(f"{fmt} image data is {kind} and cannot be decoded") from None
+    except Exception:  # any other decoder failure is still the caller's bad bytes
+        raise InvalidArgument(f"{fmt} image data is corrupt and cannot be decoded") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Flatten any mode (grey, palette, CMYK, 16-bit, alpha) to 8-bit RGB; alpha over white."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / peak)).astype(np.uint8), mode="L")
+    return img.convert("RGB")
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """Encode an RGB array losslessly (used for crops the services hand to each other)."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,222 @@
+"""Server bootstrap shared by every service and the gateway.
+
+One code path for: bounded concurrency and message limits, grpc.health.v1 (NOT_SERVING
+until warm-up finishes and again while draining), reflection, metrics and request-id
+logging through one interceptor, domain-error mapping, and SIGTERM/SIGINT drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.runtime import metrics
+from services.runtime.config import ConfigError, RuntimeSettings, ServiceSettings, load_settings
+from services.runtime.errors import status_for
+from services.runtime.logs import new_request_id, request_id_var, setup_logging
+
+log = logging.getLogger("facegate.server")
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class Servicer(Protocol):
+    """What a service hands the runtime."""
+
+    #: Fully qualified proto service names, e.g. "facegate.v1.DetectionService".
+    service_names: Sequence[str]
+
+    def register(self, server: grpc.Server) -> None: ...
+
+    def warmup(self) -> None:
+        """Load models, open stores; health turns SERVING only after this returns."""
+
+    def close(self) -> None:
+        """Release resources after the server has drained."""
+
+
+def _method_name(full: str) -> str:
+    return full.rsplit("/", 1)[-1] if full else "unknown"
+
+
+class _RuntimeInterceptor(grpc.ServerInterceptor):
+    """Request ids, metrics, logging and error mapping around every unary handler."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None or details.method.startswith("/grpc."):
+            return handler  # health and reflection stay out of the RPC metrics
+        method = _method_name(details.method)
+        inner = handler.unary_unary
+        service = self.service
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            incoming = dict(context.invocation_metadata() or ())
+            rid = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())[:64]
+            token = request_id_var.set(rid)
+            context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
+            in_flight = metrics.RPC_IN_FLIGHT.labels(service, method)
+            in_flight.inc()
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                response = inner(request, context)
+                set_code = context.code()
+                if set_code is not None and set_code != grpc.StatusCode.OK:
+                    code = set_code
+                return response
+            except NotImplementedError:
+                code = grpc.StatusCode.UNIMPLEMENTED
+                context.abort(code, f"{method} is not implemented yet")
+            except Exception as exc:
+                aborted = context.code()
+                if aborted is not None and aborted != grpc.StatusCode.OK:
+                    code = aborted  # the handler called context.abort itself
+                    raise
+                code, message = status_for(exc)
+                if code == grpc.StatusCode.INTERNAL:
+                    log.error("unhandled error", exc_info=exc, extra={"method": method})
+                context.abort(code, message)
+            finally:
+                elapsed = time.perf_counter() - start
+                in_flight.dec()
+                metrics.RPC_LATENCY.labels(service, method).observe(elapsed)
+                metrics.RPC_REQUESTS.labels(service, method, code.name).inc()
+                log.info(
+                    "rpc",
+                    extra={"method": method, "code": code.name, "duration_ms": round(elapsed * 1000, 2)},
+                )
+                request_id_var.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass
+class RunningServer:
+    """A started server: its ports, health servicer and the means to stop it."""
+
+    label: str
+    server: grpc.Server
+    port: int
+    metrics_port: int | None
+    health: health.HealthServicer
+    service_names: Sequence[str]
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            self.health.set(name, status)
+        metrics.SERVICE_READY.labels(self.label).set(1 if serving else 0)
+
+    def drain(self, grace: float) -> None:
+        """Refuse new RPCs, let in-flight ones finish for up to ``grace`` seconds, then stop."""
+        self.health.enter_graceful_shutdown()
+        metrics.SERVICE_READY.labels(self.label).set(0)
+        self.server.stop(grace).wait()
+        self._stopped.set()
+
+
+def start_server(
+    *,
+    label: str,
+    servicer: Servicer,
+    runtime: RuntimeSettings,
+    port: int,
+    metrics_port: int = -1,
+) -> RunningServer:
+    """Build and start a gRPC server (health NOT_SERVING); the caller warms up, then sets SERVING."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=runtime.max_workers, thread_name_prefix=f"{label}-rpc"),
+        interceptors=[_RuntimeInterceptor(label)],
+        maximum_concurrent_rpcs=runtime.max_concurrent_rpcs,
+        options=[
+            ("grpc.max_receive_message_length", runtime.max_message_bytes),
+            ("grpc.max_send_message_length", runtime.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    servicer.register(server)
+    names = list(servicer.service_names)
+    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{runtime.host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"could not bind {runtime.host}:{port}")
+    bound_metrics = None
+    if metrics_port >= 0:
+        bound_metrics = metrics.start_metrics_server(runtime.host, metrics_port)
+    server.start()
+    running = RunningServer(label, server, bound, bound_metrics, health_servicer, names)
+    running.set_serving(False)
+    return running
+
+
+def run_service(
+    label: str,
+    settings_cls: type[ServiceSettings],
+    build: Callable[[Any, RuntimeSettings], Servicer],
+) -> None:
+    """Process entry point: config, logging, start, warm up, SERVING, wait for a signal, drain."""
+    try:
+        runtime = load_settings(RuntimeSettings)
+        settings = load_settings(settings_cls)
+    except ConfigError as exc:
+        print(f"{label}: {exc}", file=sys.stderr)
+        raise
+    setup_logging(label, runtime.log_level)
+    servicer = build(settings, runtime)
+    running = start_server(
+        label=label,
+        servicer=servicer,
+        runtime=runtime,
+        port=settings.port,
+        metrics_port=settings.metrics_port,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received; draining", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    log.info(
+        "listening",
+        extra={"grpc_port": running.port, "metrics_port": running.metrics_port, "host": runtime.host},
+    )
+    started = time.perf_counter()
+    try:
+        servicer.warmup()
+    except Exception as exc:
+        log.error("warm-up failed; exiting", exc_info=exc)
+        running.drain(0)
+        raise SystemExit(1) from None
+    if not stop.is_set():
+        running.set_serving(True)
+        log.info("serving", extra={"warmup_s": round(time.perf_counter() - started, 2)})
+    stop.wait()
+    running.drain(runtime.grace_seconds)
+    servicer.close()
+    log.info("stopped")

@@ -1,0 +1,1 @@
+"""Watchlist service: subjects, templates and 1:N search on Milvus."""

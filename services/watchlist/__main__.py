@@ -1,0 +1,3 @@
+from services.watchlist.server import main
+
+main()

@@ -1,0 +1,37 @@
+"""Test support: real servers on loopback ephemeral ports, and the shared dev data paths."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from facegate.client import channel
+from services.runtime.config import RuntimeSettings, load_settings
+from services.runtime.server import RunningServer, Servicer, start_server
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+FACES = SHARED_DATA / "faces"
+DOCUMENTS = SHARED_DATA / "documents"
+
+
+@contextlib.contextmanager
+def serve(servicer: Servicer, label: str = "test", **runtime_overrides: object) -> Iterator[RunningServer]:
+    """Start ``servicer`` on 127.0.0.1:<free port> through the real runtime, warmed up and SERVING."""
+    runtime = load_settings(RuntimeSettings, **runtime_overrides)
+    running = start_server(label=label, servicer=servicer, runtime=runtime, port=0, metrics_port=0)
+    try:
+        servicer.warmup()
+        running.set_serving(True)
+        yield running
+    finally:
+        running.drain(0)
+
+
+@contextlib.contextmanager
+def connect(running: RunningServer) -> Iterator[grpc.Channel]:
+    with channel(f"127.0.0.1:{running.port}") as ch:
+        yield ch
