@@ -1,0 +1,1 @@
+"""facegate sub-commands, one module each (see facegate.cli)."""
