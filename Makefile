@@ -49,7 +49,7 @@ lint: setup proto
 	$(VENV)/bin/ruff format --check .
 
 bench: setup proto models
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 # Re-resolve the lock from pyproject.toml's direct pins (run after changing them).
 lock:

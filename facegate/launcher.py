@@ -1,0 +1,163 @@
+"""`make run`: every service and the gateway as local processes on their embedded defaults.
+
+Starts Redis too when none answers at REDIS_URL and `redis-server` is installed; otherwise the
+embedding service runs uncached (and this says so). Ctrl-C (or SIGTERM) drains and stops all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from facegate.client import health_check
+from facegate.endpoints import DEFAULT_PORTS, HOST, SERVICE_NAMES
+
+#: start order: the gateway and docverify call the others, so they come last.
+PROCESSES: list[tuple[str, str]] = [
+    ("detection", "services.detection"),
+    ("embedding", "services.embedding"),
+    ("watchlist", "services.watchlist"),
+    ("docverify", "services.docverify"),
+    ("gateway", "gateway"),
+]
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+READY_TIMEOUT_S = float(os.environ.get("FACEGATE_LAUNCHER_READY_TIMEOUT", "300"))
+
+
+def _port(label: str) -> int:
+    return int(os.environ.get(f"FACEGATE_{label.upper()}_PORT", DEFAULT_PORTS[label][0]))
+
+
+def _metrics_port(label: str) -> int:
+    return int(os.environ.get(f"FACEGATE_{label.upper()}_METRICS_PORT", DEFAULT_PORTS[label][1]))
+
+
+def _redis_answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_redis(env: dict[str, str], var: Path) -> subprocess.Popen | None:
+    """Make REDIS_URL point at a live Redis, start a private one, or switch the cache off."""
+    url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
+    if url == "":
+        print("redis:     cache disabled (REDIS_URL is empty)")
+        return None
+    if _redis_answers(url):
+        env["REDIS_URL"] = url
+        print(f"redis:     {url}")
+        return None
+    server = shutil.which("redis-server")
+    if server is None:
+        env["REDIS_URL"] = ""
+        print(f"redis:     none answers at {url} and redis-server is not installed: embeddings run UNCACHED")
+        return None
+    port = _free_port()
+    (var / "redis").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(var / "redis"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://{HOST}:{port}/0"
+    for _ in range(50):
+        if _redis_answers(url):
+            break
+        time.sleep(0.1)
+    env["REDIS_URL"] = url
+    print(f"redis:     started a local redis-server at {url}")
+    return proc
+
+
+def main() -> int:
+    var = Path(os.environ.get("FACEGATE_VAR_DIR", "var")).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    redis_proc = ensure_redis(env, var)
+    (var / "logs").mkdir(exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop_all(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+
+    print(f"logs:      {var / 'logs'}/<service>.log (JSON lines)")
+    for label, module in PROCESSES:
+        log = (var / "logs" / f"{label}.log").open("ab")
+        procs[label] = subprocess.Popen([sys.executable, "-m", module], env=env, stderr=log, stdout=log)
+        print(
+            f"{label:<10} grpc {HOST}:{_port(label):<6} metrics http://{HOST}:{_metrics_port(label)}/metrics"
+        )
+
+    pending = {label for label, _ in PROCESSES}
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    code = 0
+    while not stopping:
+        for label, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"{label} exited with code {proc.returncode}; see {var / 'logs' / (label + '.log')}")
+                stopping, code = True, 1
+        for label in sorted(pending):
+            if health_check(f"{HOST}:{_port(label)}", SERVICE_NAMES[label], timeout=1.0) == "SERVING":
+                pending.discard(label)
+                print(f"{label:<10} SERVING")
+                if not pending:
+                    print("all services SERVING — press Ctrl-C to stop")
+        if pending and time.monotonic() > deadline:
+            print(f"not SERVING after {READY_TIMEOUT_S:.0f}s: {', '.join(sorted(pending))}")
+            stopping, code = True, 1
+        time.sleep(0.5)
+
+    print("stopping…")
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for label, proc in procs.items():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print(f"{label} did not stop in time; killing it")
+            proc.kill()
+    if redis_proc is not None:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+    print("stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
