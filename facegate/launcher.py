@@ -104,6 +104,14 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     redis_proc = ensure_redis(env, var)
+    env.setdefault("MILVUS_URI", str(var / "milvus" / "watchlist.db"))
+    # Callers find their downstream services on the ports chosen here (overridable as usual).
+    for caller in ("docverify", "gateway"):
+        for callee in ("detection", "embedding", "watchlist", "docverify"):
+            if callee != caller:
+                env.setdefault(
+                    f"FACEGATE_{caller.upper()}_{callee.upper()}_TARGET", f"{HOST}:{_port(callee)}"
+                )
     (var / "logs").mkdir(exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
