@@ -105,7 +105,11 @@ BAD_IMAGES = {
     "empty": (b"", grpc.StatusCode.INVALID_ARGUMENT, "empty"),
     "non-image": (b"hello, this is text", grpc.StatusCode.INVALID_ARGUMENT, "unsupported or unrecognised"),
     "truncated": (jpeg(200, 200)[:300], grpc.StatusCode.INVALID_ARGUMENT, "truncated"),
-    "corrupt": (b"\xff\xd8\xff" + os.urandom(2000), grpc.StatusCode.INVALID_ARGUMENT, "corrupt"),
+    "corrupt": (
+        b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "cannot be decoded",
+    ),
     "too many pixels": (jpeg(1200, 1000), grpc.StatusCode.RESOURCE_EXHAUSTED, "1200x1000"),
 }
 
