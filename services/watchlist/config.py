@@ -1,11 +1,27 @@
-"""Watchlist service settings (environment prefix FACEGATE_WATCHLIST_)."""
+"""Watchlist service settings (environment prefix FACEGATE_WATCHLIST_, plus MILVUS_URI / MILVUS_TOKEN).
+
+The Milvus location keeps the un-prefixed names every Milvus tool uses, so one variable points the
+service at Milvus Lite (a local ``*.db`` path) or at a server/cluster (``http://host:19530``).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from facegate.endpoints import DEFAULT_PORTS
 from services.runtime.config import MetricsPort, Port, ServiceSettings
+from services.runtime.model_spec import DEFAULT as MODEL
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_LITE_PATH = REPO / "var" / "milvus" / "watchlist.db"
+
+#: Index types this service knows how to tune (Lite builds all of them; a server builds all).
+IndexType = Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX"]
 
 
 class WatchlistSettings(ServiceSettings):
@@ -13,3 +29,62 @@ class WatchlistSettings(ServiceSettings):
 
     port: Port = DEFAULT_PORTS["watchlist"][0]
     metrics_port: MetricsPort = DEFAULT_PORTS["watchlist"][1]
+
+    milvus_uri: str = Field(
+        str(DEFAULT_LITE_PATH),
+        min_length=1,
+        validation_alias=AliasChoices("MILVUS_URI", "FACEGATE_WATCHLIST_MILVUS_URI"),
+        description="Milvus Lite data file (*.db) or a server URI http(s)://host:port.",
+    )
+    milvus_token: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("MILVUS_TOKEN", "FACEGATE_WATCHLIST_MILVUS_TOKEN"),
+        description="Milvus token ('user:password' or an API key); empty for Lite and open servers.",
+    )
+    milvus_db: str = Field("", pattern=r"^[A-Za-z0-9_]{0,64}$", description="Milvus database ('' = default).")
+    collection_prefix: str = Field("facegate_wl", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+    milvus_timeout_s: float = Field(10.0, gt=0, le=300)
+
+    search_mode: Literal["auto", "memory", "milvus"] = Field(
+        "auto",
+        description="memory: in-process exact index kept in sync with Milvus; milvus: search in Milvus; "
+        "auto: memory for Lite (the only owner of its data), milvus for a server.",
+    )
+    search_consistency: Literal["Session", "Bounded", "Strong"] = "Session"
+    index_type: IndexType = "HNSW"
+    index_params: dict[str, int] = Field(default_factory=lambda: {"M": 16, "efConstruction": 200})
+    search_params: dict[str, int] = Field(default_factory=lambda: {"ef": 64})
+
+    model_version: str = Field(MODEL.model_version, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    dimension: int = Field(MODEL.dimension, ge=2, le=4096)
+    calibration_dir: Path | None = Field(None, description="Threshold files; unset = the shipped ones.")
+
+    default_top_k: int = Field(10, ge=1, le=100)
+    max_probes: int = Field(32, ge=1, le=1024)
+    max_templates_per_request: int = Field(16, ge=1, le=1000)
+    max_templates_per_subject: int = Field(20, ge=1, le=100)
+    default_page_size: int = Field(50, ge=1, le=10_000)
+    max_page_size: int = Field(500, ge=1, le=10_000)
+
+    @field_validator("index_params", "search_params", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> WatchlistSettings:
+        if self.default_page_size > self.max_page_size:
+            raise ValueError("default_page_size must not exceed max_page_size")
+        return self
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    @property
+    def effective_search_mode(self) -> Literal["memory", "milvus"]:
+        if self.search_mode == "auto":
+            return "memory" if self.is_lite else "milvus"
+        return self.search_mode

@@ -1,13 +1,78 @@
-"""gRPC servicer for the watchlist service."""
+"""gRPC servicer for the watchlist service: validation, orchestration and proto conversion.
+
+Storage is Milvus (``store.py``); searches run either in the in-process exact index kept in step
+with Milvus (``memindex.py``, the default for Milvus Lite) or in Milvus itself (the default for a
+server). Writes are serialised by one lock: they are admin operations, and serialising them makes
+idempotency checks and the index update atomic with the Milvus write.
+"""
 
 from __future__ import annotations
 
-import grpc
+import functools
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import grpc
+import numpy as np
+from pymilvus.exceptions import MilvusException
+
+from facegate.v1 import watchlist_pb2 as pb
 from facegate.v1 import watchlist_pb2_grpc
 from services.runtime.config import RuntimeSettings
+from services.runtime.errors import (
+    AlreadyExists,
+    FacegateError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from services.runtime.server import run_service
+from services.runtime.thresholds import CALIBRATION_DIR, load_thresholds
+from services.watchlist import metrics, validation
 from services.watchlist.config import WatchlistSettings
+from services.watchlist.memindex import Hit, MemoryIndex
+from services.watchlist.store import ListRow, MilvusStore, SubjectRow, TemplateRow, now_ms, subject_key
+from services.watchlist.tokens import decode_page_token, encode_page_token
+
+log = logging.getLogger("facegate.watchlist")
+
+MAX_TOP_K = 100
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def milvus_errors(fn: F) -> F:
+    """Turn Milvus/connection failures into UNAVAILABLE so callers fail closed and may retry."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FacegateError:
+            raise
+        except MilvusException as exc:
+            log.warning("milvus call failed", extra={"milvus_code": getattr(exc, "code", None)})
+            raise Unavailable(
+                f"watchlist store unavailable (milvus error {getattr(exc, 'code', '?')})"
+            ) from None
+        except (ConnectionError, grpc.RpcError) as exc:
+            log.warning("milvus connection failed", extra={"error_type": type(exc).__name__})
+            raise Unavailable("watchlist store unavailable (connection failed)") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ts(ms: int, target: Any) -> None:
+    if ms:
+        target.FromMilliseconds(int(ms))
 
 
 class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
@@ -16,15 +81,467 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
     def __init__(self, settings: WatchlistSettings, runtime: RuntimeSettings) -> None:
         self.settings = settings
         self.runtime = runtime
+        self.mode = settings.effective_search_mode
+        self.store = MilvusStore(settings)
+        self.index = MemoryIndex(settings.dimension) if self.mode == "memory" else None
+        self._write = threading.RLock()
+        self._lists: dict[str, ListRow] = {}
+        #: memory mode: subject metadata for hits, so a search never waits on Milvus Lite.
+        self._subjects: dict[str, SubjectRow] = {}
+        self._calibration_dir = settings.calibration_dir or CALIBRATION_DIR
+
+    # -- lifecycle ---------------------------------------------------------------------------------
 
     def register(self, server: grpc.Server) -> None:
         watchlist_pb2_grpc.add_WatchlistServiceServicer_to_server(self, server)
 
     def warmup(self) -> None:
-        pass
+        self.store.open()
+        with self._write:
+            self._lists = {row.name: row for row in self.store.all_lists()}
+            if self.index is not None:
+                self._rebuild_index()
+        log.info(
+            "watchlist store open",
+            extra={
+                "backend": self.backend,
+                "search_mode": self.mode,
+                "lists": len(self._lists),
+                "server_version": self.store.server_version,
+            },
+        )
 
     def close(self) -> None:
-        pass
+        self.store.close()
+
+    @property
+    def backend(self) -> str:
+        return "milvus-lite" if self.settings.is_lite else "milvus-server"
+
+    def _rebuild_index(self) -> None:
+        """Load every template of every known list from Milvus (the system of record)."""
+        assert self.index is not None
+        start = time.perf_counter()
+        self._subjects = {}
+        for row in self.store._iterate(
+            self.store.subjects, 'key != ""', list(SubjectRow.__dataclass_fields__)
+        ):
+            subject = SubjectRow(**{k: row[k] for k in SubjectRow.__dataclass_fields__})
+            if subject.watchlist in self._lists:
+                self._subjects[subject.key] = subject
+        per_list: dict[str, tuple[list[str], list[str], list[list[float]]]] = defaultdict(
+            lambda: ([], [], [])
+        )
+        for row in self.store.iter_templates(with_vectors=True):
+            if subject_key(row["watchlist"], row["subject_id"]) not in self._subjects:
+                continue  # an enrolment or erasure that stopped half-way: the subject row decides
+            subjects, templates, vectors = per_list[row["watchlist"]]
+            subjects.append(row["subject_id"])
+            templates.append(row["template_id"])
+            vectors.append(row["embedding"])
+        for name, (subjects, templates, vectors) in per_list.items():
+            self.index.load(name, subjects, templates, np.asarray(vectors, dtype=np.float32))
+        elapsed = time.perf_counter() - start
+        metrics.INDEX_REBUILD_SECONDS.set(elapsed)
+        metrics.TEMPLATES.set(self.index.total())
+        log.info("index rebuilt", extra={"templates": self.index.total(), "seconds": round(elapsed, 2)})
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _list(self, name: str, field: str = "watchlist") -> ListRow:
+        validation.watchlist_name(name, field)
+        row = self._lists.get(name)
+        if row is None and self.mode == "milvus":
+            # Another replica may have created it: Milvus is the system of record.
+            self._lists = {r.name: r for r in self.store.all_lists()}
+            row = self._lists.get(name)
+        if row is None:
+            raise NotFound(f"watchlist {name!r} does not exist")
+        return row
+
+    def _watchlist_pb(self, row: ListRow, counts: bool = True) -> pb.Watchlist:
+        msg = pb.Watchlist(
+            name=row.name, description=row.description, kind=row.kind, model_version=row.model_version
+        )
+        _ts(row.created_at, msg.created_at)
+        if counts:
+            msg.subject_count = self.store.count(self.store.subjects, f'watchlist == "{row.name}"')
+            msg.template_count = self.store.count(self.store.templates, f'watchlist == "{row.name}"')
+        return msg
+
+    @staticmethod
+    def _info_pb(s: SubjectRow) -> pb.SubjectInfo:
+        info = pb.SubjectInfo(
+            display_name=s.display_name,
+            category=s.category,
+            reason=s.reason,
+            added_by=s.added_by,
+            external_ref=s.external_ref,
+        )
+        _ts(s.expires_at, info.expires_at)
+        return info
+
+    def _subject_pb(self, s: SubjectRow, templates: list[TemplateRow]) -> pb.Subject:
+        msg = pb.Subject(subject_id=s.subject_id, watchlist=s.watchlist, info=self._info_pb(s))
+        _ts(s.created_at, msg.created_at)
+        for t in templates:
+            info = msg.templates.add(
+                template_id=t.template_id,
+                model_version=t.model_version,
+                quality_score=t.quality,
+                source=t.source,
+            )
+            _ts(t.created_at, info.created_at)
+        return msg
+
+    def _templates(self, lst: ListRow, sid: str, inputs: Any, existing: int) -> list[TemplateRow]:
+        s = self.settings
+        if not inputs:
+            raise InvalidArgument("templates: at least one template is required")
+        if len(inputs) > s.max_templates_per_request:
+            raise ResourceExhausted(
+                f"templates: {len(inputs)} in one request, the limit is {s.max_templates_per_request}"
+            )
+        if existing + len(inputs) > s.max_templates_per_subject:
+            raise ResourceExhausted(
+                f"templates: the subject would have {existing + len(inputs)} templates, "
+                f"the limit is {s.max_templates_per_subject}"
+            )
+        created = now_ms()
+        rows = []
+        for i, t in enumerate(inputs):
+            field = f"templates[{i}]"
+            if not t.HasField("embedding"):
+                raise InvalidArgument(f"{field}.embedding is required")
+            version = t.embedding.model_version
+            if not version:
+                raise InvalidArgument(f"{field}.embedding.model_version is required")
+            if version != lst.model_version:
+                raise FailedPrecondition(
+                    f"{field} comes from model version {version[:12]}…, watchlist {lst.name!r} holds "
+                    f"model version {lst.model_version[:12]}… (templates of two models never compare)"
+                )
+            vector = validation.vector(t.embedding.values, s.dimension, f"{field}.embedding")
+            if not math.isfinite(t.quality_score) or not 0.0 <= t.quality_score <= 1.0:
+                raise InvalidArgument(f"{field}.quality_score must be within 0..1")
+            validation.text("source", t.source)
+            rows.append(
+                TemplateRow(
+                    template_id=uuid.uuid4().hex,
+                    watchlist=lst.name,
+                    subject_id=sid,
+                    model_version=version,
+                    quality=float(t.quality_score),
+                    source=t.source,
+                    created_at=created,
+                    embedding=vector,
+                )
+            )
+        return rows
+
+    def _subject_row(self, lst: ListRow, sid: str, info: pb.SubjectInfo, key: str) -> SubjectRow:
+        for field in ("display_name", "reason", "added_by", "external_ref"):
+            validation.text(field, getattr(info, field))
+        validation.category(info.category)
+        expires = info.expires_at.ToMilliseconds() if info.HasField("expires_at") else 0
+        if expires < 0:
+            raise InvalidArgument("info.expires_at must be after 1970")
+        return SubjectRow(
+            watchlist=lst.name,
+            subject_id=sid,
+            display_name=info.display_name,
+            category=info.category,
+            reason=info.reason,
+            expires_at=expires,
+            added_by=info.added_by,
+            external_ref=info.external_ref,
+            idempotency_key=key,
+            created_at=now_ms(),
+        )
+
+    def _index_add(self, templates: list[TemplateRow], subject: SubjectRow | None = None) -> None:
+        if self.index is None or not templates:
+            return
+        if subject is not None:
+            self._subjects[subject.key] = subject
+        t0 = templates[0]
+        self.index.add(
+            t0.watchlist,
+            t0.subject_id,
+            [t.template_id for t in templates],
+            np.stack([t.embedding for t in templates]),
+        )
+        metrics.TEMPLATES.set(self.index.total())
+
+    # -- watchlists --------------------------------------------------------------------------------
+
+    @milvus_errors
+    def CreateWatchlist(
+        self, request: pb.CreateWatchlistRequest, context: grpc.ServicerContext
+    ) -> pb.Watchlist:
+        name = validation.watchlist_name(request.name, "name")
+        if request.kind not in pb.WatchlistKind.values() or request.kind == pb.WATCHLIST_KIND_UNSPECIFIED:
+            raise InvalidArgument("kind must be WANTED, ALERT or ALLOW")
+        validation.text("description", request.description)
+        version = validation.model_version(request.model_version or self.settings.model_version)
+        with self._write:
+            if name in self._lists or any(r.name == name for r in self.store.all_lists()):
+                raise AlreadyExists(f"watchlist {name!r} already exists")
+            row = ListRow(name, request.description, int(request.kind), version, now_ms())
+            self.store.put_list(row)
+            self._lists[name] = row
+        return self._watchlist_pb(row, counts=False)
+
+    @milvus_errors
+    def ListWatchlists(self, request: pb.ListWatchlistsRequest, context: grpc.ServicerContext) -> Any:
+        rows = sorted(self.store.all_lists(), key=lambda r: r.name)
+        return pb.ListWatchlistsResponse(watchlists=[self._watchlist_pb(r) for r in rows])
+
+    @milvus_errors
+    def DeleteWatchlist(self, request: pb.DeleteWatchlistRequest, context: grpc.ServicerContext) -> Any:
+        with self._write:
+            lst = self._list(request.name, "name")
+            if self.index is not None:
+                self.index.drop_list(lst.name)  # hide first; Milvus delete follows in this RPC
+            subjects, templates = self.store.delete_list(lst.name)
+            self._lists.pop(lst.name, None)
+            prefix = f"{lst.name}/"
+            self._subjects = {k: v for k, v in self._subjects.items() if not k.startswith(prefix)}
+            if self.index is not None:
+                metrics.TEMPLATES.set(self.index.total())
+        return pb.DeleteWatchlistResponse(subjects_removed=subjects, templates_removed=templates)
+
+    # -- subjects ----------------------------------------------------------------------------------
+
+    @milvus_errors
+    def EnrollSubject(self, request: pb.EnrollSubjectRequest, context: grpc.ServicerContext) -> Any:
+        key = validation.idempotency_key(request.idempotency_key)
+        sid = validation.subject_id(request.subject_id) if request.subject_id else ""
+        with self._write:
+            lst = self._list(request.watchlist)
+            if key:
+                first = self.store.find_by_idempotency_key(lst.name, key)
+                if first is not None:
+                    if sid and sid != first.subject_id:
+                        raise InvalidArgument("idempotency_key was already used to enrol another subject_id")
+                    metrics.ENROLMENTS.labels("replayed").inc()
+                    templates = self.store.templates_of(lst.name, first.subject_id)
+                    return pb.EnrollSubjectResponse(subject=self._subject_pb(first, templates), created=False)
+            sid = sid or uuid.uuid4().hex
+            subject = self._subject_row(lst, sid, request.info, key)
+            templates = self._templates(lst, sid, request.templates, existing=0)
+            if self.store.get_subject(lst.name, sid) is not None:
+                raise AlreadyExists(f"subject {sid!r} already exists in watchlist {lst.name!r}")
+            self.store.put_subject(subject, templates)
+            self._index_add(templates, subject)
+            metrics.ENROLMENTS.labels("created").inc()
+        return pb.EnrollSubjectResponse(subject=self._subject_pb(subject, templates), created=True)
+
+    @milvus_errors
+    def AddTemplates(self, request: pb.AddTemplatesRequest, context: grpc.ServicerContext) -> Any:
+        sid = validation.subject_id(request.subject_id)
+        with self._write:
+            lst = self._list(request.watchlist)
+            if self.store.get_subject(lst.name, sid) is None:
+                raise NotFound(f"subject {sid!r} does not exist in watchlist {lst.name!r}")
+            existing = len(self.store.templates_of(lst.name, sid))
+            templates = self._templates(lst, sid, request.templates, existing=existing)
+            self.store.put_templates(templates)
+            self._index_add(templates)
+        return pb.AddTemplatesResponse(template_ids=[t.template_id for t in templates])
+
+    @milvus_errors
+    def RemoveSubject(self, request: pb.RemoveSubjectRequest, context: grpc.ServicerContext) -> Any:
+        sid = validation.subject_id(request.subject_id)
+        with self._write:
+            lst = self._list(request.watchlist)
+            if self.store.get_subject(lst.name, sid) is None:
+                raise NotFound(f"subject {sid!r} does not exist in watchlist {lst.name!r}")
+            removed = len(self.store.templates_of(lst.name, sid))
+            # Milvus first (templates, then the subject row, then a Strong barrier), then the index:
+            # when this returns, neither path can serve the subject.
+            self.store.delete_subject(lst.name, sid)
+            if self.index is not None:
+                self.index.remove_subject(lst.name, sid)
+                self._subjects.pop(subject_key(lst.name, sid), None)
+                metrics.TEMPLATES.set(self.index.total())
+            metrics.REMOVALS.inc()
+        return pb.RemoveSubjectResponse(templates_removed=removed)
+
+    @milvus_errors
+    def GetSubject(self, request: pb.GetSubjectRequest, context: grpc.ServicerContext) -> pb.Subject:
+        sid = validation.subject_id(request.subject_id)
+        lst = self._list(request.watchlist)
+        subject = self.store.get_subject(lst.name, sid)
+        if subject is None:
+            raise NotFound(f"subject {sid!r} does not exist in watchlist {lst.name!r}")
+        return self._subject_pb(subject, self.store.templates_of(lst.name, sid))
+
+    @milvus_errors
+    def ListSubjects(self, request: pb.ListSubjectsRequest, context: grpc.ServicerContext) -> Any:
+        s = self.settings
+        clauses = ['key != ""']
+        if request.watchlist:
+            clauses.append(f'watchlist == "{self._list(request.watchlist).name}"')
+        if request.category:
+            clauses.append(f'category == "{validation.category(request.category)}"')
+        size = request.page_size or s.default_page_size
+        if size > s.max_page_size:
+            raise InvalidArgument(f"page_size {size} is over the limit of {s.max_page_size}")
+        if request.page_token:
+            after = decode_page_token(request.page_token)
+            clauses.append(f'key > "{after}"')
+        keys = self.store.subject_keys(" and ".join(clauses))
+        page = keys[:size]
+        subjects = self.store.get_subjects(page)
+        by_subject: dict[str, list[TemplateRow]] = defaultdict(list)
+        sids = sorted({subjects[k].subject_id for k in page if k in subjects})
+        if sids:
+            for t in self.store.templates_for_subjects(sids):
+                by_subject[subject_key(t.watchlist, t.subject_id)].append(t)
+        out = pb.ListSubjectsResponse()
+        for k in page:
+            if k in subjects:
+                out.subjects.append(self._subject_pb(subjects[k], by_subject.get(k, [])))
+        if len(keys) > size:
+            out.next_page_token = encode_page_token(page[-1])
+        return out
+
+    # -- search ------------------------------------------------------------------------------------
+
+    def _threshold(self, request: pb.SearchRequest, version: str) -> tuple[float, float]:
+        if request.HasField("threshold"):
+            t = request.threshold
+            if not math.isfinite(t) or not -1.0 <= t <= 1.0:
+                raise InvalidArgument("threshold must be a cosine similarity within -1..1")
+            return float(t), 0.0
+        try:
+            point = load_thresholds(version, self._calibration_dir).at_far()
+        except FailedPrecondition:
+            raise FailedPrecondition(
+                f"no calibrated threshold for model version {version[:12]}…: pass SearchRequest.threshold "
+                "explicitly or run `facegate calibrate`"
+            ) from None
+        return float(point.threshold), float(point.far)
+
+    @milvus_errors
+    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
+        s = self.settings
+        if not request.probes:
+            raise InvalidArgument("probes: at least one probe embedding is required")
+        if len(request.probes) > s.max_probes:
+            raise ResourceExhausted(
+                f"probes: {len(request.probes)} in one request, the limit is {s.max_probes}"
+            )
+        top_k = request.top_k or s.default_top_k
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidArgument(f"top_k {top_k} is out of range 1..{MAX_TOP_K}")
+        versions = {p.model_version for p in request.probes}
+        if "" in versions:
+            raise InvalidArgument("probes: every probe needs its model_version")
+        if len(versions) > 1:
+            raise InvalidArgument("probes: all probes of one request must come from one model version")
+        version = versions.pop()
+        probes = np.stack(
+            [validation.vector(p.values, s.dimension, f"probes[{i}]") for i, p in enumerate(request.probes)]
+        )
+        validation.no_duplicates("watchlists", request.watchlists)
+        if request.watchlists:
+            lists = [self._list(name, "watchlists") for name in request.watchlists]
+        else:
+            if self.mode == "milvus":
+                self._lists = {r.name: r for r in self.store.all_lists()}
+            lists = list(self._lists.values())
+        for lst in lists:
+            if lst.model_version != version:
+                raise FailedPrecondition(
+                    f"probe model version {version[:12]}… differs from watchlist {lst.name!r} "
+                    f"({lst.model_version[:12]}…); templates of two models never compare"
+                )
+        threshold, far = self._threshold(request, version)
+        response = pb.SearchResponse(threshold=threshold, target_far=far, model_version=version)
+        names = [lst.name for lst in lists]
+        start = time.perf_counter()
+        if not names:
+            hits: list[list[Hit]] = [[] for _ in probes]
+            subjects: dict[str, SubjectRow] = {}
+        elif self.index is not None:
+            hits = self.index.search(probes, names, top_k, threshold, s.max_templates_per_subject)
+            subjects = self._subjects
+        else:
+            hits, subjects = self._milvus_search(probes, names, top_k, threshold)
+        metrics.SEARCH_SECONDS.labels(self.mode).observe(time.perf_counter() - start)
+        metrics.SEARCH_PROBES.inc(len(probes))
+        kinds = {lst.name: lst.kind for lst in lists}
+        now = now_ms()
+        for probe_hits in hits:
+            result = response.results.add()
+            for hit in probe_hits:
+                subject = subjects.get(subject_key(hit.watchlist, hit.subject_id))
+                if subject is None or (subject.expires_at and subject.expires_at <= now):
+                    continue  # half-written or erased subject, or an expired listing
+                result.candidates.add(
+                    subject_id=hit.subject_id,
+                    watchlist=hit.watchlist,
+                    kind=kinds[hit.watchlist],
+                    score=hit.score,
+                    template_id=hit.template_id,
+                    info=self._info_pb(subject),
+                )
+                metrics.SEARCH_HITS.inc()
+        return response
+
+    def _milvus_search(
+        self, probes: np.ndarray, names: list[str], top_k: int, threshold: float
+    ) -> tuple[list[list[Hit]], dict[str, SubjectRow]]:
+        limit = min(16384, top_k * self.settings.max_templates_per_subject)
+        raw = self.store.search(probes, names, limit)
+        hits: list[list[Hit]] = []
+        for rows in raw:
+            seen: set[str] = set()
+            out: list[Hit] = []
+            for r in rows:  # best first
+                score = float(r["distance"])
+                if score < threshold:
+                    break
+                ent = r["entity"]
+                key = subject_key(ent["watchlist"], ent["subject_id"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append(Hit(ent["watchlist"], ent["subject_id"], str(r["id"]), score))
+                if len(out) >= top_k:
+                    break
+            hits.append(out)
+        keys = sorted({subject_key(h.watchlist, h.subject_id) for probe in hits for h in probe})
+        return hits, self.store.get_subjects(keys)
+
+    # -- stats -------------------------------------------------------------------------------------
+
+    @milvus_errors
+    def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
+        s = self.settings
+        info = self.store.index_info()
+        milvus_params = {"index_type": s.index_type, **s.index_params, "search": s.search_params}
+        if self.index is not None:
+            index_type = "IN_PROCESS_EXACT"
+            params = {"serving": "in-process exact inner product (numpy float32)", "milvus": milvus_params}
+        else:
+            index_type = str(info.get("index_type", s.index_type))
+            params = milvus_params
+        out = pb.StatsResponse(
+            backend=self.backend,
+            index_type=index_type,
+            index_params=json.dumps(params, sort_keys=True),
+            index_state=str(info.get("state", "")),
+        )
+        for row in sorted(self.store.all_lists(), key=lambda r: r.name):
+            out.watchlists.add(
+                name=row.name,
+                subject_count=self.store.count(self.store.subjects, f'watchlist == "{row.name}"'),
+                template_count=self.store.count(self.store.templates, f'watchlist == "{row.name}"'),
+            )
+        return out
 
 
 def main() -> None:
