@@ -1,11 +1,20 @@
-"""Docverify service settings (environment prefix FACEGATE_DOCVERIFY_)."""
+"""Docverify service settings (environment prefix FACEGATE_DOCVERIFY_).
+
+Two face policies live here on purpose: the *live* capture is judged by the detection service's
+gate-camera quality bounds, while the *document portrait* (a tiny, often tinted print or a chip
+JPEG of ~ 35 mm) gets its own, looser bounds (see docs/docverify.md, "Portrait quality").
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from facegate.endpoints import DEFAULT_PORTS
+from facegate.endpoints import DEFAULT_PORTS, default_target
 from services.runtime.config import MetricsPort, Port, ServiceSettings
+from services.runtime.thresholds import CALIBRATION_DIR
 
 
 class DocverifySettings(ServiceSettings):
@@ -13,3 +22,65 @@ class DocverifySettings(ServiceSettings):
 
     port: Port = DEFAULT_PORTS["docverify"][0]
     metrics_port: MetricsPort = DEFAULT_PORTS["docverify"][1]
+
+    detection_target: str = Field(
+        default_target("detection"), min_length=1, description="host:port of the detection service."
+    )
+    embedding_target: str = Field(
+        default_target("embedding"), min_length=1, description="host:port of the embedding service."
+    )
+    downstream_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Deadline of each detection/embedding call; past it: SERVICE_UNAVAILABLE.",
+    )
+    calibration_dir: Path = Field(
+        CALIBRATION_DIR, description="Folder of calibrated thresholds (<model_version>.json)."
+    )
+    default_far: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Operating point when a request names none; unset: the calibration file's default (0.001).",
+    )
+    grey_zone: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="Similarities in [threshold - grey_zone, threshold) are INCONCLUSIVE instead of NO_MATCH.",
+    )
+    dg2_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest DG2 accepted (chips hold ~ 15-100 kB).",
+    )
+
+    # Live capture: detection service defaults apply unless set here.
+    live_min_face_size: int | None = Field(
+        None, ge=12, le=4096, description="Smallest live face side in pixels; unset: detection's default."
+    )
+
+    # Document portrait: a printed or chip photo, small and often tinted.
+    portrait_min_face_size: int = Field(
+        20, ge=12, le=4096, description="Smallest portrait face side searched for on a page scan, pixels."
+    )
+    portrait_min_confidence: float = Field(
+        0.8, ge=0, le=1, description="MTCNN probability a document portrait face must reach."
+    )
+    portrait_min_inter_eye_px: float = Field(
+        12.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 14-60)."
+    )
+    portrait_max_yaw_deg: float = Field(30.0, gt=0, le=90, description="Largest portrait yaw, degrees.")
+    portrait_max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest portrait roll, degrees.")
+    portrait_min_sharpness: float = Field(
+        5.0, ge=0, description="Smallest Laplacian variance on the portrait face (prints are soft)."
+    )
+    portrait_min_contrast: float = Field(
+        8.0, ge=0, description="Smallest luminance standard deviation on the portrait face."
+    )
+    portrait_min_brightness: float = Field(25.0, ge=0, le=255, description="Darkest mean portrait luminance.")
+    portrait_max_brightness: float = Field(
+        240.0, ge=0, le=255, description="Brightest mean portrait luminance."
+    )

@@ -1,0 +1,61 @@
+"""Where the portrait is on a photo-page scan, and how its detection request differs from a live one.
+
+Measured on the 26 specimen pages (docs/docverify.md): MTCNN finds the main portrait on every page
+that has one at the page's own resolution once the pyramid reaches down to ~ 20 px faces, and
+upscaling the page 2x found no additional portrait while costing 2-6x the detection time; so pages
+are sent as they are, with a small ``min_face_size``. Ghost images (the small secondary portrait
+printed for security) are 16-42 px against 47-170 px for the main portrait, and a few false
+detections sit in the 9-23 px range, so the *largest* face is the primary portrait.
+"""
+
+from __future__ import annotations
+
+from facegate.v1 import common_pb2, detection_pb2
+
+#: Head-and-shoulders region around the MTCNN face box, as ICAO portraits are framed (35 x 45 mm).
+REGION_WIDTH = 1.8
+REGION_HEIGHT = 2.3
+REGION_FACE_CENTRE = 0.45  # the face box centre sits at this fraction of the region height
+
+
+def portrait_options(spec: common_pb2.ModelSpec, settings: object) -> detection_pb2.DetectionOptions:
+    """One face per document image: the largest, with its aligned crop for the embedding model."""
+    return detection_pb2.DetectionOptions(
+        min_confidence=settings.portrait_min_confidence,  # type: ignore[attr-defined]
+        min_face_size=settings.portrait_min_face_size,  # type: ignore[attr-defined]
+        subject_selection=detection_pb2.SUBJECT_SELECTION_LARGEST,
+        subject_only=True,
+        return_crops=True,
+        alignment=common_pb2.AlignmentSpec(size=spec.input_size, margin=spec.margin),
+    )
+
+
+def live_options(spec: common_pb2.ModelSpec, settings: object) -> detection_pb2.DetectionOptions:
+    """The gate capture: detection's own policy (subject selection, quality), only the subject back."""
+    options = detection_pb2.DetectionOptions(
+        subject_only=True,
+        return_crops=True,
+        alignment=common_pb2.AlignmentSpec(size=spec.input_size, margin=spec.margin),
+    )
+    if settings.live_min_face_size is not None:  # type: ignore[attr-defined]
+        options.min_face_size = settings.live_min_face_size  # type: ignore[attr-defined]
+    return options
+
+
+def subject(response: detection_pb2.DetectResponse) -> detection_pb2.DetectedFace | None:
+    if response.subject_index < 0 or response.subject_index >= len(response.faces):
+        return None
+    return response.faces[response.subject_index]
+
+
+def portrait_region(box: common_pb2.BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the head-and-shoulders region around a face box, clipped to the page."""
+    cx = box.x + box.width / 2
+    cy = box.y + box.height / 2
+    w = box.width * REGION_WIDTH
+    h = box.height * REGION_HEIGHT
+    x0 = max(0, round(cx - w / 2))
+    y0 = max(0, round(cy - h * REGION_FACE_CENTRE))
+    x1 = min(width, round(cx + w / 2))
+    y1 = min(height, round(cy - h * REGION_FACE_CENTRE + h))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
