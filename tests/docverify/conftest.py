@@ -35,3 +35,104 @@ def offline_stub() -> Iterator[docverify_pb2_grpc.DocVerifyServiceStub]:
     with serve(servicer, label="docverify-offline") as running, connect(running) as ch:
         yield docverify_pb2_grpc.DocVerifyServiceStub(ch)
     servicer.close()
+
+
+# ---- real downstream services ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def embedding_model():
+    from services.embedding.config import EmbeddingSettings
+    from services.embedding.model import EmbeddingModel
+
+    return EmbeddingModel(EmbeddingSettings().models_dir, flip_fusion=True, device="auto")
+
+
+def embedding_servicer(model):
+    """An embedding service on the shared loaded model, cache off (these tests are about docverify)."""
+    from services.embedding.config import EmbeddingSettings
+    from services.embedding.server import EmbeddingService
+
+    settings = load_settings(EmbeddingSettings, port=0, metrics_port=-1, redis_url="")
+    return EmbeddingService(settings, load_settings(RuntimeSettings), model=model)
+
+
+@pytest.fixture(scope="session")
+def embedding_server(embedding_model):
+    servicer = embedding_servicer(embedding_model)
+    with serve(servicer, label="embedding-for-docverify") as running:
+        yield running
+    servicer.close()
+
+
+@pytest.fixture(scope="session")
+def detection_server():
+    from services.detection.config import DetectionSettings
+    from services.detection.server import DetectionService
+
+    servicer = DetectionService(
+        load_settings(DetectionSettings, port=0, metrics_port=-1), load_settings(RuntimeSettings)
+    )
+    with serve(servicer, label="detection-for-docverify") as running:
+        yield running
+    servicer.close()
+
+
+#: Used only when no calibration for the served model is committed yet (see calibration_dir).
+PROVISIONAL_THRESHOLD = 0.5
+
+
+@pytest.fixture(scope="session")
+def calibration_dir(tmp_path_factory):
+    """The committed calibration when there is one for the model; else a provisional file in a tmp dir.
+
+    Tests that depend on the threshold only assert outcomes far from it (same photo vs different
+    people), so they hold for any sane FaceNet threshold; the threshold itself is what the
+    embedding service's calibration decides.
+    """
+    from services.runtime.model_spec import FACENET
+    from services.runtime.thresholds import (
+        CALIBRATION_DIR,
+        OperatingPoint,
+        Thresholds,
+        path_for,
+        write_thresholds,
+    )
+
+    if path_for(FACENET.model_version, CALIBRATION_DIR).exists():
+        return CALIBRATION_DIR
+    directory = tmp_path_factory.mktemp("calibration")
+    write_thresholds(
+        Thresholds(
+            model_id=FACENET.model_id,
+            model_version=FACENET.model_version,
+            metric="cosine",
+            default_far=1e-3,
+            points=(
+                OperatingPoint(far=1e-3, threshold=PROVISIONAL_THRESHOLD),
+                OperatingPoint(far=1e-2, threshold=PROVISIONAL_THRESHOLD - 0.1),
+            ),
+            calibrated_on="provisional (docverify tests)",
+        ),
+        directory,
+    )
+    return directory
+
+
+@pytest.fixture(scope="session")
+def docverify_server(detection_server, embedding_server, calibration_dir):
+    servicer = docverify_servicer(
+        detection_target=f"127.0.0.1:{detection_server.port}",
+        embedding_target=f"127.0.0.1:{embedding_server.port}",
+        calibration_dir=calibration_dir,
+        downstream_timeout_s=60,
+    )
+    with serve(servicer, label="docverify") as running:
+        yield running
+    servicer.close()
+
+
+@pytest.fixture(scope="session")
+def stub(docverify_server):
+    with connect(docverify_server) as ch:
+        yield docverify_pb2_grpc.DocVerifyServiceStub(ch)

@@ -9,7 +9,7 @@ from mrz.base.functions import hash_string
 
 from services.docverify.mrz_check import check_mrz, parse_decision_date
 from services.runtime.errors import InvalidArgument
-from tests.docverify.mrz_vectors import CHECK_DIGITS, SPECIMENS, corrupted, valid_specimens
+from tests.docverify.specimens import CHECK_DIGITS, SPECIMENS, corrupted, valid_specimens
 from tests.support import DOCUMENTS
 
 ON = dt.date(2026, 11, 28)

@@ -8,7 +8,7 @@ import pytest
 
 from facegate.v1 import common_pb2, docverify_pb2
 from tests.docverify.dg2_builder import dg2_for_image, encode_portrait
-from tests.docverify.mrz_vectors import CHECK_DIGITS, SPECIMENS, corrupted
+from tests.docverify.specimens import CHECK_DIGITS, SPECIMENS, corrupted
 from tests.support import FACES
 
 PORTRAIT = FACES / "images" / "Ai_Sugiyama" / "Ai_Sugiyama_0001.jpg"

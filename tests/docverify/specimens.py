@@ -1,4 +1,4 @@
-"""The hand-transcribed specimen MRZs (tests/docverify/data/mrz_specimens.json) and helpers."""
+"""The specimen documents: hand-transcribed MRZs, portrait positions, holders (data/specimens.json)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
-SPECIMENS: list[dict] = json.loads((DATA / "mrz_specimens.json").read_text())["specimens"]
+SPECIMENS: list[dict] = json.loads((DATA / "specimens.json").read_text())["specimens"]
 
 #: Check-digit positions per format: (line, column, check name), ICAO 9303 Parts 4-6.
 CHECK_DIGITS: dict[str, list[tuple[int, int, str]]] = {
