@@ -327,10 +327,12 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                     metrics.ENROLMENTS.labels("replayed").inc()
                     templates = self.store.templates_of(lst.name, first.subject_id)
                     return pb.EnrollSubjectResponse(subject=self._subject_pb(first, templates), created=False)
+            chosen = bool(sid)
             sid = sid or uuid.uuid4().hex
             subject = self._subject_row(lst, sid, request.info, key)
             templates = self._templates(lst, sid, request.templates, existing=0)
-            if self.store.get_subject(lst.name, sid) is not None:
+            # A generated id (122 random bits) cannot collide; only a caller's id needs the read.
+            if chosen and self.store.get_subject(lst.name, sid) is not None:
                 raise AlreadyExists(f"subject {sid!r} already exists in watchlist {lst.name!r}")
             self.store.put_subject(subject, templates)
             self._index_add(templates, subject)
@@ -509,7 +511,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                 if key in seen:
                     continue
                 seen.add(key)
-                out.append(Hit(ent["watchlist"], ent["subject_id"], str(r["id"]), score))
+                out.append(Hit(ent["watchlist"], ent["subject_id"], str(ent["template_id"]), score))
                 if len(out) >= top_k:
                     break
             hits.append(out)

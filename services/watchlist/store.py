@@ -381,7 +381,7 @@ class MilvusStore:
             data=[p.tolist() for p in probes],
             limit=limit,
             filter=f"watchlist in {quoted(watchlists)}",
-            output_fields=["watchlist", "subject_id"],
+            output_fields=["template_id", "watchlist", "subject_id"],
             search_params={"metric_type": "COSINE", "params": params},
             consistency_level=self._consistency,
         )

@@ -1,6 +1,7 @@
 """Watchlist fixtures: the same contract tests run against Milvus Lite and a real Milvus server.
 
-``backend`` is parametrised over both; the server (Milvus 2.3.5 standalone from the `milvus`
+``backend`` is parametrised over both (and over Lite searched by Milvus instead of the in-process
+index); the server (Milvus 2.3.5 standalone from the `milvus`
 wheel) starts once per session on free loopback ports and is stopped at the end, pass or fail.
 """
 
@@ -30,6 +31,7 @@ class Backend:
     name: str
     root: Path
     server_uri: str = ""
+    search_mode: str = "auto"
 
     def settings(self, store: str = "main", **overrides: Any) -> WatchlistSettings:
         """Settings for an isolated store: its own Lite file, or its own collections on the server."""
@@ -42,6 +44,7 @@ class Backend:
             "calibration_dir": calibration,
             "port": 0,
             "metrics_port": -1,
+            "search_mode": self.search_mode,
         }
         values.update(overrides)
         return load_settings(WatchlistSettings, **values)
@@ -53,11 +56,14 @@ def milvus_uri() -> Iterator[str]:
         yield running.uri
 
 
-@pytest.fixture(scope="session", params=["lite", "server"])
+@pytest.fixture(scope="session", params=["lite", "lite_milvus_search", "server"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
     root = tmp_path_factory.mktemp(f"watchlist-{request.param}")
     if request.param == "server":
         return Backend("server", root, request.getfixturevalue("milvus_uri"))
+    if request.param == "lite_milvus_search":
+        # Lite searched by Milvus itself rather than the in-process index (FACEGATE_WATCHLIST_SEARCH_MODE=milvus)
+        return Backend(request.param, root, search_mode="milvus")
     return Backend("lite", root)
 
 
