@@ -9,6 +9,7 @@ idempotency checks and the index update atomic with the Milvus write.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -328,12 +329,20 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                     templates = self.store.templates_of(lst.name, first.subject_id)
                     return pb.EnrollSubjectResponse(subject=self._subject_pb(first, templates), created=False)
             chosen = bool(sid)
-            sid = sid or uuid.uuid4().hex
+            if not sid:
+                # From the key when there is one, so a retry after a half-finished enrolment reuses the id.
+                sid = (
+                    "s" + hashlib.sha256(f"{lst.name}/{key}".encode()).hexdigest()[:31]
+                    if key
+                    else uuid.uuid4().hex
+                )
             subject = self._subject_row(lst, sid, request.info, key)
             templates = self._templates(lst, sid, request.templates, existing=0)
-            # A generated id (122 random bits) cannot collide; only a caller's id needs the read.
             if chosen and self.store.get_subject(lst.name, sid) is not None:
                 raise AlreadyExists(f"subject {sid!r} already exists in watchlist {lst.name!r}")
+            if chosen or key:
+                # Templates left by an enrolment that failed before its subject row was written.
+                self.store.delete_templates_of(lst.name, sid)
             self.store.put_subject(subject, templates)
             self._index_add(templates, subject)
             metrics.ENROLMENTS.labels("created").inc()

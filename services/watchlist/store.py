@@ -344,6 +344,10 @@ class MilvusStore:
         out.sort(key=lambda t: (t.created_at, t.template_id))
         return out
 
+    def delete_templates_of(self, watchlist: str, sid: str) -> None:
+        """Delete without a barrier: only used before inserting rows with later timestamps."""
+        self._c().delete(self.templates, filter=f'watchlist == "{watchlist}" and subject_id == "{sid}"')
+
     def delete_subject(self, watchlist: str, sid: str) -> None:
         c = self._c()
         c.delete(self.templates, filter=f'watchlist == "{watchlist}" and subject_id == "{sid}"')

@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from facegate.v1 import watchlist_pb2 as pb
 from services.runtime.thresholds import OperatingPoint, Thresholds, write_thresholds
+from services.watchlist.store import TemplateRow, now_ms
 from tests.watchlist.conftest import running_service
 from tests.watchlist.helpers import VERSION, create, emb, enroll, near, search, unit
 
@@ -267,3 +268,31 @@ def test_data_survives_a_service_restart(backend):
         assert got.info.category == "wanted" and len(got.templates) == 1
         replay = enroll(stub, "persist", [v], key="k-1")
         assert not replay.created and replay.subject.subject_id == keep.subject_id
+
+
+def test_half_finished_enrolment_is_never_served_and_is_cleaned_up(backend):
+    """Templates written by an enrolment that died before its subject row: invisible, then replaced."""
+    rng = np.random.default_rng(15)
+    orphan, photo = unit(rng, 2)
+    with running_service(backend.settings(store="orphan")) as (service, stub):
+        create(stub, "orph")
+        service.store.put_templates(
+            [
+                TemplateRow(
+                    template_id="orphan-1",
+                    watchlist="orph",
+                    subject_id="case-9",
+                    model_version=VERSION,
+                    quality=1.0,
+                    source="crashed import",
+                    created_at=now_ms(),
+                    embedding=orphan,
+                )
+            ]
+        )
+        assert search(stub, [orphan], ["orph"]).results[0].candidates == []
+        enroll(stub, "orph", [photo], subject_id="case-9")
+        got = stub.GetSubject(pb.GetSubjectRequest(watchlist="orph", subject_id="case-9"))
+        assert [t.template_id for t in got.templates] != ["orphan-1"] and len(got.templates) == 1
+        assert search(stub, [orphan], ["orph"]).results[0].candidates == []
+        assert search(stub, [photo], ["orph"]).results[0].candidates[0].subject_id == "case-9"
