@@ -70,17 +70,21 @@ class DocverifySettings(ServiceSettings):
         0.8, ge=0, le=1, description="MTCNN probability a document portrait face must reach."
     )
     portrait_min_inter_eye_px: float = Field(
-        12.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 14-60)."
+        20.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 23-86)."
     )
     portrait_max_yaw_deg: float = Field(30.0, gt=0, le=90, description="Largest portrait yaw, degrees.")
     portrait_max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest portrait roll, degrees.")
     portrait_min_sharpness: float = Field(
-        5.0, ge=0, description="Smallest Laplacian variance on the portrait face (prints are soft)."
+        100.0,
+        ge=0,
+        description="Smallest Laplacian variance of the normalised face patch (specimens: 1884+).",
     )
     portrait_min_contrast: float = Field(
-        8.0, ge=0, description="Smallest luminance standard deviation on the portrait face."
+        15.0, ge=0, description="Smallest luminance standard deviation on the face (specimens: 24+)."
     )
-    portrait_min_brightness: float = Field(25.0, ge=0, le=255, description="Darkest mean portrait luminance.")
+    portrait_min_brightness: float = Field(
+        60.0, ge=0, le=255, description="Darkest mean portrait luminance (specimens: 104-179)."
+    )
     portrait_max_brightness: float = Field(
-        240.0, ge=0, le=255, description="Brightest mean portrait luminance."
+        225.0, ge=0, le=255, description="Brightest mean portrait luminance (specimens: 104-179)."
     )

@@ -136,3 +136,32 @@ def docverify_server(detection_server, embedding_server, calibration_dir):
 def stub(docverify_server):
     with connect(docverify_server) as ch:
         yield docverify_pb2_grpc.DocVerifyServiceStub(ch)
+
+
+@pytest.fixture(scope="session")
+def portraits(stub):
+    """The portrait region ExtractPortrait cuts from each specimen page (decoded RGB)."""
+    from facegate.v1 import common_pb2, docverify_pb2
+    from tests.docverify.frames import decode, page
+    from tests.docverify.specimens import SPECIMENS
+
+    out = {}
+    for spec in SPECIMENS:
+        if spec["portrait_centre"]:
+            reply = stub.ExtractPortrait(
+                docverify_pb2.ExtractPortraitRequest(page_scan=common_pb2.Image(data=page(spec["file"])))
+            )
+            out[spec["file"]] = decode(reply.portrait.data)
+    return out
+
+
+@pytest.fixture(scope="session")
+def utopia_live(portraits) -> bytes:
+    """A gate-camera-like 1280x720 frame of the Utopia example person, made from a page portrait."""
+    from tests.docverify.frames import live_frame
+
+    return live_frame(portraits[LIVE_SOURCE])
+
+
+#: The Utopia page whose portrait plays the live capture (it is then not used as a document).
+LIVE_SOURCE = "id_cards_ICAO_Utopia_TD1.jpg"
