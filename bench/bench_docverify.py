@@ -255,6 +255,7 @@ def main() -> None:
         f"Outcomes (same person, MRZ valid on 2010-06-01): {outcome_text}.",
         f"Detection + embedding warm-up (models loaded once): {load_s:.0f} s.",
         f"Thresholds: {'committed calibration' if tmp is None else 'provisional 0.5 (no calibration committed yet)'}.",
+        f"Load average at the end of the run (1/5/15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())}.",
         "",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
