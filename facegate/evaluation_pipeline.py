@@ -97,17 +97,20 @@ class PipelineClient:
 
     detection: detection_pb2_grpc.DetectionServiceStub
     embedding: embedding_pb2_grpc.EmbeddingServiceStub
+    margin: float | None = None  # overrides the model's alignment margin (for tuning the ModelSpec)
     spec: common_pb2.ModelSpec = field(init=False)
 
     def __post_init__(self) -> None:
         self.spec = self.embedding.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=RPC_TIMEOUT_S)
+        if self.margin is None:
+            self.margin = self.spec.margin
 
     def embed_image(self, path: Path) -> ImageResult:
         options = detection_pb2.DetectionOptions(
             return_crops=True,
             subject_only=True,
             subject_selection=detection_pb2.SUBJECT_SELECTION_MOST_CENTRAL,
-            alignment=common_pb2.AlignmentSpec(size=self.spec.input_size, margin=self.spec.margin),
+            alignment=common_pb2.AlignmentSpec(size=self.spec.input_size, margin=self.margin),
         )
         request = detection_pb2.DetectRequest(image=common_pb2.Image(data=path.read_bytes()), options=options)
         try:
@@ -136,13 +139,15 @@ class PipelineClient:
 
 
 @contextlib.contextmanager
-def connect(detection_target: str, embedding_target: str) -> Iterator[PipelineClient]:
+def connect(
+    detection_target: str, embedding_target: str, margin: float | None = None
+) -> Iterator[PipelineClient]:
     for target in (detection_target, embedding_target):
         if not wait_until_serving(target, timeout=60):
             raise ConnectionError(f"no SERVING service at {target}")
     with channel(detection_target) as det, channel(embedding_target) as emb:
         yield PipelineClient(
-            detection_pb2_grpc.DetectionServiceStub(det), embedding_pb2_grpc.EmbeddingServiceStub(emb)
+            detection_pb2_grpc.DetectionServiceStub(det), embedding_pb2_grpc.EmbeddingServiceStub(emb), margin
         )
 
 

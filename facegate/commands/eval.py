@@ -40,6 +40,11 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
         choices=("on", "off"),
         help="in-process embedding service only: override FACEGATE_EMBEDDING_FLIP_FUSION",
     )
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="alignment margin to ask detection for instead of the model's (for tuning the ModelSpec)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,11 +62,11 @@ def pipeline(args: argparse.Namespace) -> Iterator[PipelineClient]:
     if args.detection:
         if args.flip_fusion:
             raise SystemExit("--flip-fusion only applies to the in-process embedding service")
-        with connect(args.detection, args.embedding) as client:
+        with connect(args.detection, args.embedding, args.margin) as client:
             yield client
         return
     flip = None if args.flip_fusion is None else args.flip_fusion == "on"
-    with local_services(flip_fusion=flip) as (det, emb), connect(det, emb) as client:
+    with local_services(flip_fusion=flip) as (det, emb), connect(det, emb, args.margin) as client:
         yield client
 
 
