@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from prometheus_client import REGISTRY
 
 from facegate.v1 import detection_pb2
@@ -90,3 +92,16 @@ def test_metrics_count_images_faces_and_rejects(stub):
     )
     assert value("facegate_detection_batch_size_count") == batches + 1
     assert value("facegate_detection_images_total", {"outcome": "error"}) >= 1
+
+
+def test_concurrent_requests_get_the_same_answers_as_serial_ones(stub):
+    """MTCNN is shared by all handler threads; parallel calls must not mix up their results."""
+    paths = [*sorted((FACES / "images").glob("*/*.jpg"))[::100], GROUP]
+    serial = [stub.Detect(request(p.read_bytes()), timeout=TIMEOUT) for p in paths]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        parallel = list(pool.map(lambda p: stub.Detect(request(p.read_bytes()), timeout=TIMEOUT), paths))
+    for a, b in zip(serial, parallel, strict=True):
+        assert len(a.faces) == len(b.faces)
+        assert a.subject_index == b.subject_index
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            assert abs(fa.box.x - fb.box.x) < 1.0 and abs(fa.box.y - fb.box.y) < 1.0
