@@ -146,9 +146,13 @@ class MemoryIndex:
             alive = live[:n]
             for q in range(len(probes)):
                 col = scores[:, q]
-                rows = np.flatnonzero((col >= threshold) & alive)
-                if len(rows) > want:
-                    rows = rows[np.argpartition(-col[rows], want - 1)[:want]]
+                passing = (col >= threshold) & alive
+                count = int(np.count_nonzero(passing))
+                if count <= want:
+                    rows = np.flatnonzero(passing)  # the usual case: few rows reach a real threshold
+                else:
+                    masked = np.where(passing, col, -np.inf)
+                    rows = np.argpartition(masked, n - want)[n - want :]
                 rows = rows[np.argsort(-col[rows], kind="stable")]
                 seen: set[str] = set()
                 for row in rows:

@@ -39,6 +39,7 @@ from services.runtime.errors import (
 from services.runtime.server import run_service
 from services.runtime.thresholds import CALIBRATION_DIR, load_thresholds
 from services.watchlist import metrics, validation
+from services.watchlist.catalogue import TEMPLATE_META, Catalogue, MemoryCatalogue, MilvusCatalogue
 from services.watchlist.config import WatchlistSettings
 from services.watchlist.memindex import Hit, MemoryIndex
 from services.watchlist.store import ListRow, MilvusStore, SubjectRow, TemplateRow, now_ms, subject_key
@@ -87,8 +88,8 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         self.index = MemoryIndex(settings.dimension) if self.mode == "memory" else None
         self._write = threading.RLock()
         self._lists: dict[str, ListRow] = {}
-        #: memory mode: subject metadata for hits, so a search never waits on Milvus Lite.
-        self._subjects: dict[str, SubjectRow] = {}
+        self._memory = MemoryCatalogue() if self.mode == "memory" else None
+        self.catalogue: Catalogue = self._memory or MilvusCatalogue(self.store)
         self._calibration_dir = settings.calibration_dir or CALIBRATION_DIR
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -120,28 +121,24 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return "milvus-lite" if self.settings.is_lite else "milvus-server"
 
     def _rebuild_index(self) -> None:
-        """Load every template of every known list from Milvus (the system of record)."""
-        assert self.index is not None
+        """Load every subject and template of every known list from Milvus (the system of record)."""
+        assert self.index is not None and self._memory is not None
         start = time.perf_counter()
-        self._subjects = {}
-        for row in self.store._iterate(
-            self.store.subjects, 'key != ""', list(SubjectRow.__dataclass_fields__)
-        ):
-            subject = SubjectRow(**{k: row[k] for k in SubjectRow.__dataclass_fields__})
-            if subject.watchlist in self._lists:
-                self._subjects[subject.key] = subject
-        per_list: dict[str, tuple[list[str], list[str], list[list[float]]]] = defaultdict(
-            lambda: ([], [], [])
-        )
-        for row in self.store.iter_templates(with_vectors=True):
-            if subject_key(row["watchlist"], row["subject_id"]) not in self._subjects:
-                continue  # an enrolment or erasure that stopped half-way: the subject row decides
-            subjects, templates, vectors = per_list[row["watchlist"]]
-            subjects.append(row["subject_id"])
-            templates.append(row["template_id"])
-            vectors.append(row["embedding"])
-        for name, (subjects, templates, vectors) in per_list.items():
-            self.index.load(name, subjects, templates, np.asarray(vectors, dtype=np.float32))
+        subjects = [s for s in self.store.all_subjects() if s.watchlist in self._lists]
+        fields = [*TEMPLATE_META, "embedding"]
+        rows = [r for r in self.store._iterate(self.store.templates, 'template_id != ""', fields)]
+        templates = [TemplateRow(**{k: r[k] for k in fields}) for r in rows if r["watchlist"] in self._lists]
+        self._memory.load(subjects, templates)
+        per_list: dict[str, tuple[list[str], list[str], list[Any]]] = defaultdict(lambda: ([], [], []))
+        for t in templates:
+            if subject_key(t.watchlist, t.subject_id) not in self._memory.subjects:
+                continue  # an enrolment that stopped half-way: the subject row decides
+            sids, tids, vectors = per_list[t.watchlist]
+            sids.append(t.subject_id)
+            tids.append(t.template_id)
+            vectors.append(t.embedding)
+        for name, (sids, tids, vectors) in per_list.items():
+            self.index.load(name, sids, tids, np.asarray(vectors, dtype=np.float32))
         elapsed = time.perf_counter() - start
         metrics.INDEX_REBUILD_SECONDS.set(elapsed)
         metrics.TEMPLATES.set(self.index.total())
@@ -166,8 +163,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         )
         _ts(row.created_at, msg.created_at)
         if counts:
-            msg.subject_count = self.store.count(self.store.subjects, f'watchlist == "{row.name}"')
-            msg.template_count = self.store.count(self.store.templates, f'watchlist == "{row.name}"')
+            msg.subject_count, msg.template_count = self.catalogue.counts(row.name)
         return msg
 
     @staticmethod
@@ -260,11 +256,9 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             created_at=now_ms(),
         )
 
-    def _index_add(self, templates: list[TemplateRow], subject: SubjectRow | None = None) -> None:
+    def _index_add(self, templates: list[TemplateRow]) -> None:
         if self.index is None or not templates:
             return
-        if subject is not None:
-            self._subjects[subject.key] = subject
         t0 = templates[0]
         self.index.add(
             t0.watchlist,
@@ -295,7 +289,8 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
 
     @milvus_errors
     def ListWatchlists(self, request: pb.ListWatchlistsRequest, context: grpc.ServicerContext) -> Any:
-        rows = sorted(self.store.all_lists(), key=lambda r: r.name)
+        lists = self._lists.values() if self._memory is not None else self.store.all_lists()
+        rows = sorted(lists, key=lambda r: r.name)
         return pb.ListWatchlistsResponse(watchlists=[self._watchlist_pb(r) for r in rows])
 
     @milvus_errors
@@ -304,10 +299,10 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             lst = self._list(request.name, "name")
             if self.index is not None:
                 self.index.drop_list(lst.name)  # hide first; Milvus delete follows in this RPC
-            subjects, templates = self.store.delete_list(lst.name)
+            subjects, templates = self.catalogue.counts(lst.name)
+            self.store.delete_list(lst.name)
             self._lists.pop(lst.name, None)
-            prefix = f"{lst.name}/"
-            self._subjects = {k: v for k, v in self._subjects.items() if not k.startswith(prefix)}
+            self.catalogue.dropped(lst.name)
             if self.index is not None:
                 metrics.TEMPLATES.set(self.index.total())
         return pb.DeleteWatchlistResponse(subjects_removed=subjects, templates_removed=templates)
@@ -321,12 +316,12 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         with self._write:
             lst = self._list(request.watchlist)
             if key:
-                first = self.store.find_by_idempotency_key(lst.name, key)
+                first = self.catalogue.find_by_key(lst.name, key)
                 if first is not None:
                     if sid and sid != first.subject_id:
                         raise InvalidArgument("idempotency_key was already used to enrol another subject_id")
                     metrics.ENROLMENTS.labels("replayed").inc()
-                    templates = self.store.templates_of(lst.name, first.subject_id)
+                    templates = self.catalogue.templates_of(lst.name, first.subject_id)
                     return pb.EnrollSubjectResponse(subject=self._subject_pb(first, templates), created=False)
             chosen = bool(sid)
             if not sid:
@@ -338,13 +333,14 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                 )
             subject = self._subject_row(lst, sid, request.info, key)
             templates = self._templates(lst, sid, request.templates, existing=0)
-            if chosen and self.store.get_subject(lst.name, sid) is not None:
+            if chosen and self.catalogue.get_subject(lst.name, sid) is not None:
                 raise AlreadyExists(f"subject {sid!r} already exists in watchlist {lst.name!r}")
-            if chosen or key:
+            if (chosen or key) and self.catalogue.may_have_orphans(lst.name, sid):
                 # Templates left by an enrolment that failed before its subject row was written.
                 self.store.delete_templates_of(lst.name, sid)
             self.store.put_subject(subject, templates)
-            self._index_add(templates, subject)
+            self.catalogue.enrolled(subject, templates)
+            self._index_add(templates)
             metrics.ENROLMENTS.labels("created").inc()
         return pb.EnrollSubjectResponse(subject=self._subject_pb(subject, templates), created=True)
 
@@ -353,11 +349,12 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         sid = validation.subject_id(request.subject_id)
         with self._write:
             lst = self._list(request.watchlist)
-            if self.store.get_subject(lst.name, sid) is None:
+            if self.catalogue.get_subject(lst.name, sid) is None:
                 raise NotFound(f"subject {sid!r} does not exist in watchlist {lst.name!r}")
-            existing = len(self.store.templates_of(lst.name, sid))
+            existing = len(self.catalogue.templates_of(lst.name, sid))
             templates = self._templates(lst, sid, request.templates, existing=existing)
             self.store.put_templates(templates)
+            self.catalogue.added(templates)
             self._index_add(templates)
         return pb.AddTemplatesResponse(template_ids=[t.template_id for t in templates])
 
@@ -366,50 +363,43 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         sid = validation.subject_id(request.subject_id)
         with self._write:
             lst = self._list(request.watchlist)
-            if self.store.get_subject(lst.name, sid) is None:
+            if self.catalogue.get_subject(lst.name, sid) is None:
                 raise NotFound(f"subject {sid!r} does not exist in watchlist {lst.name!r}")
-            removed = len(self.store.templates_of(lst.name, sid))
+            templates = self.catalogue.templates_of(lst.name, sid)
             # Milvus first (templates, then the subject row, then a Strong barrier), then the index:
-            # when this returns, neither path can serve the subject.
-            self.store.delete_subject(lst.name, sid)
+            # when this returns, neither path can serve the subject. The in-memory catalogue knows
+            # every template id (unless an orphan was left), so Lite deletes by primary key.
+            known = self._memory is not None and not self.catalogue.may_have_orphans(lst.name, sid)
+            self.store.delete_subject(lst.name, sid, [t.template_id for t in templates] if known else None)
+            self.catalogue.removed(lst.name, sid)
             if self.index is not None:
                 self.index.remove_subject(lst.name, sid)
-                self._subjects.pop(subject_key(lst.name, sid), None)
                 metrics.TEMPLATES.set(self.index.total())
             metrics.REMOVALS.inc()
-        return pb.RemoveSubjectResponse(templates_removed=removed)
+        return pb.RemoveSubjectResponse(templates_removed=len(templates))
 
     @milvus_errors
     def GetSubject(self, request: pb.GetSubjectRequest, context: grpc.ServicerContext) -> pb.Subject:
         sid = validation.subject_id(request.subject_id)
         lst = self._list(request.watchlist)
-        subject = self.store.get_subject(lst.name, sid)
+        subject = self.catalogue.get_subject(lst.name, sid)
         if subject is None:
             raise NotFound(f"subject {sid!r} does not exist in watchlist {lst.name!r}")
-        return self._subject_pb(subject, self.store.templates_of(lst.name, sid))
+        return self._subject_pb(subject, self.catalogue.templates_of(lst.name, sid))
 
     @milvus_errors
     def ListSubjects(self, request: pb.ListSubjectsRequest, context: grpc.ServicerContext) -> Any:
         s = self.settings
-        clauses = ['key != ""']
-        if request.watchlist:
-            clauses.append(f'watchlist == "{self._list(request.watchlist).name}"')
-        if request.category:
-            clauses.append(f'category == "{validation.category(request.category)}"')
+        watchlist = self._list(request.watchlist).name if request.watchlist else ""
+        category = validation.category(request.category)
         size = request.page_size or s.default_page_size
         if size > s.max_page_size:
             raise InvalidArgument(f"page_size {size} is over the limit of {s.max_page_size}")
-        if request.page_token:
-            after = decode_page_token(request.page_token)
-            clauses.append(f'key > "{after}"')
-        keys = self.store.subject_keys(" and ".join(clauses))
+        after = decode_page_token(request.page_token) if request.page_token else ""
+        keys = self.catalogue.subject_keys(watchlist, category, after)
         page = keys[:size]
-        subjects = self.store.get_subjects(page)
-        by_subject: dict[str, list[TemplateRow]] = defaultdict(list)
-        sids = sorted({subjects[k].subject_id for k in page if k in subjects})
-        if sids:
-            for t in self.store.templates_for_subjects(sids):
-                by_subject[subject_key(t.watchlist, t.subject_id)].append(t)
+        subjects = self.catalogue.get_subjects(page)
+        by_subject = self.catalogue.templates_for([k for k in page if k in subjects])
         out = pb.ListSubjectsResponse()
         for k in page:
             if k in subjects:
@@ -478,7 +468,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             subjects: dict[str, SubjectRow] = {}
         elif self.index is not None:
             hits = self.index.search(probes, names, top_k, threshold, s.max_templates_per_subject)
-            subjects = self._subjects
+            subjects = self._memory.subjects if self._memory is not None else {}
         else:
             hits, subjects = self._milvus_search(probes, names, top_k, threshold)
         metrics.SEARCH_SECONDS.labels(self.mode).observe(time.perf_counter() - start)
@@ -525,7 +515,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                     break
             hits.append(out)
         keys = sorted({subject_key(h.watchlist, h.subject_id) for probe in hits for h in probe})
-        return hits, self.store.get_subjects(keys)
+        return hits, self.catalogue.get_subjects(keys)
 
     # -- stats -------------------------------------------------------------------------------------
 
@@ -546,12 +536,10 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             index_params=json.dumps(params, sort_keys=True),
             index_state=str(info.get("state", "")),
         )
-        for row in sorted(self.store.all_lists(), key=lambda r: r.name):
-            out.watchlists.add(
-                name=row.name,
-                subject_count=self.store.count(self.store.subjects, f'watchlist == "{row.name}"'),
-                template_count=self.store.count(self.store.templates, f'watchlist == "{row.name}"'),
-            )
+        lists = self._lists.values() if self._memory is not None else self.store.all_lists()
+        for row in sorted(lists, key=lambda r: r.name):
+            subjects, templates = self.catalogue.counts(row.name)
+            out.watchlists.add(name=row.name, subject_count=subjects, template_count=templates)
         return out
 
 
