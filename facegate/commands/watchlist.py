@@ -176,12 +176,17 @@ class Importer:
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
                 return None, "unreadable image"
             raise
-        faces = max(found.faces_total, len(found.faces))
-        if faces == 0:
+        if not found.faces or found.subject_index < 0:
             return None, "no face"
-        if faces > 1:
-            return None, "several faces"
-        face = found.faces[0]
+        face = found.faces[found.subject_index]
+        area = face.box.width * face.box.height
+        others = [
+            f
+            for i, f in enumerate(found.faces)
+            if i != found.subject_index and f.box.width * f.box.height >= self.args.other_face_ratio * area
+        ]
+        if others:
+            return None, "several faces"  # which face is the subject is a guess: never enrol a guess
         if not face.quality.acceptable and not self.args.accept_low_quality:
             return None, "low quality"
         embedded = self.embed.Embed(embedding_pb2.EmbedRequest(faces=[face.aligned]), timeout=RPC_TIMEOUT_S)
@@ -269,6 +274,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", default="", help="listing reason for subjects the manifest gives none")
     p.add_argument("--added-by", default="facegate-import", help="recorded as the subjects' added_by")
     p.add_argument("--accept-low-quality", action="store_true", help="enrol faces that fail the quality gate")
+    p.add_argument(
+        "--other-face-ratio",
+        type=float,
+        default=0.5,
+        help="reject a photo as 'several faces' when another face's box area is at least this fraction "
+        "of the subject's (smaller background faces are ignored; 0 = any second face)",
+    )
     p.add_argument("--detection", default=default_target("detection"), metavar="HOST:PORT")
     p.add_argument("--embedding", default=default_target("embedding"), metavar="HOST:PORT")
     p.add_argument("--watchlist-target", default=default_target("watchlist"), metavar="HOST:PORT")
