@@ -15,6 +15,7 @@ Run: ``python -m bench watchlist`` (or ``python -m bench.bench_watchlist --sizes
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
@@ -337,6 +338,8 @@ def run(
     rng = np.random.default_rng(20261128)
     out: dict[str, Any] = {"rows": [], "enrol": {}, "load": {}, "size": {}, "rebuild": {}, "memory": {}}
     work = Path(tempfile.mkdtemp(prefix="facegate-bench-wl-"))
+    # Milvus Lite flushes its data files again at interpreter exit; registered first, this runs last.
+    atexit.register(shutil.rmtree, work, True)
     try:
         datasets = {n: unit_vectors(rng, n) for n in sorted(set(sizes) | set(server_sizes))}
         made = {n: probes_for(rng, d, queries) for n, d in datasets.items()}
