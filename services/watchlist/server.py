@@ -72,6 +72,18 @@ def milvus_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def serialised(fn: F) -> F:
+    """Run under the write lock: the in-memory catalogue's dicts must not change while a read
+    iterates them (admin reads only; Search never takes this lock)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: WatchlistService, *args: Any, **kwargs: Any) -> Any:
+        with self._write:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _ts(ms: int, target: Any) -> None:
     if ms:
         target.FromMilliseconds(int(ms))
@@ -288,6 +300,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return self._watchlist_pb(row, counts=False)
 
     @milvus_errors
+    @serialised
     def ListWatchlists(self, request: pb.ListWatchlistsRequest, context: grpc.ServicerContext) -> Any:
         lists = self._lists.values() if self._memory is not None else self.store.all_lists()
         rows = sorted(lists, key=lambda r: r.name)
@@ -379,6 +392,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return pb.RemoveSubjectResponse(templates_removed=len(templates))
 
     @milvus_errors
+    @serialised
     def GetSubject(self, request: pb.GetSubjectRequest, context: grpc.ServicerContext) -> pb.Subject:
         sid = validation.subject_id(request.subject_id)
         lst = self._list(request.watchlist)
@@ -388,6 +402,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return self._subject_pb(subject, self.catalogue.templates_of(lst.name, sid))
 
     @milvus_errors
+    @serialised
     def ListSubjects(self, request: pb.ListSubjectsRequest, context: grpc.ServicerContext) -> Any:
         s = self.settings
         watchlist = self._list(request.watchlist).name if request.watchlist else ""
@@ -520,6 +535,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
     # -- stats -------------------------------------------------------------------------------------
 
     @milvus_errors
+    @serialised
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
         s = self.settings
         info = self.store.index_info()

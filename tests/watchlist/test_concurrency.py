@@ -50,8 +50,14 @@ def test_concurrent_enrol_search_remove(wl, list_name):
             res = search(wl, probes, [list_name], threshold=0.9)
             observed.append((started, {c.subject_id for r in res.results for c in r.candidates}))
 
-    with ThreadPoolExecutor(WRITERS + 2) as pool:
-        readers = [pool.submit(reader, s) for s in range(2)]
+    def admin() -> None:
+        # Admin reads while writes land: paging and counting must never trip over a changing catalogue.
+        while not stop.is_set():
+            wl.ListSubjects(pb.ListSubjectsRequest(watchlist=list_name, page_size=5))
+            wl.Stats(pb.StatsRequest())
+
+    with ThreadPoolExecutor(WRITERS + 3) as pool:
+        readers = [pool.submit(reader, s) for s in range(2)] + [pool.submit(admin)]
         kept = [sid for f in [pool.submit(writer, w) for w in range(WRITERS)] for sid in f.result()]
         stop.set()
         for r in readers:
