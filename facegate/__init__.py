@@ -1,4 +1,4 @@
-"""facegate client SDK: plain functions over the gateway and services' gRPC APIs.
+"""facegate client SDK: plain functions over the services' gRPC APIs (see facegate.api).
 
 Generated protocol stubs live in ``facegate.v1`` (made by ``make proto``; never edited).
 """
@@ -7,4 +7,22 @@ from __future__ import annotations
 
 from facegate.client import health_check, wait_until_serving
 
-__all__ = ["health_check", "wait_until_serving"]
+__all__ = [
+    "compare_faces",
+    "detect_faces",
+    "face_embeddings",
+    "health_check",
+    "search_watchlists",
+    "verify_document",
+    "wait_until_serving",
+]
+
+
+def __getattr__(name: str):
+    # The API functions import the generated stubs; load them lazily so `import facegate`
+    # works before `make proto` (e.g. for `facegate.endpoints` during setup).
+    if name in __all__:
+        from facegate import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

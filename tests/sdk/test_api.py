@@ -1,0 +1,72 @@
+"""facegate's plain-function SDK against real servers on loopback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import facegate
+from tests.support import DOCUMENTS, FACES
+
+SAME = (FACES / "images/Ai_Sugiyama/Ai_Sugiyama_0001.jpg", FACES / "images/Ai_Sugiyama/Ai_Sugiyama_0002.jpg")
+OTHER = FACES / "images/Aaron_Tippin/Aaron_Tippin_0001.jpg"
+
+
+@pytest.fixture(scope="module")
+def targets(detection_server, embedding_server, docverify_server):
+    return {
+        "detection_target": f"127.0.0.1:{detection_server.port}",
+        "embedding_target": f"127.0.0.1:{embedding_server.port}",
+        "docverify": f"127.0.0.1:{docverify_server.port}",
+    }
+
+
+def test_detect_faces_returns_plain_faces(targets) -> None:
+    faces = facegate.detect_faces(SAME[0], target=targets["detection_target"])
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.is_subject and face.confidence > 0.9
+    x, y, w, h = face.box
+    assert 0 <= x < 150 and 0 <= y < 150 and w > 20 and h > 20
+    assert face.landmarks["left_eye"][0] < face.landmarks["right_eye"][0]
+    assert not face.quality_ok and "INTER_EYE_DISTANCE" in face.quality_failed  # LFW faces are small
+
+
+def test_detect_faces_accepts_arrays_and_finds_nothing_in_a_faceless_image(targets) -> None:
+    rgb = np.asarray(Image.open(FACES / "no_face/skimage_coffee.png").convert("RGB"))
+    assert facegate.detect_faces(rgb, target=targets["detection_target"]) == []
+
+
+def test_face_embeddings_are_unit_vectors(targets) -> None:
+    vectors = facegate.face_embeddings(
+        SAME[0], detection_target=targets["detection_target"], embedding_target=targets["embedding_target"]
+    )
+    assert len(vectors) == 1 and vectors[0].shape == (128,)
+    assert abs(float(np.linalg.norm(vectors[0])) - 1.0) < 1e-4
+
+
+def test_compare_faces_scores_same_person_above_another(targets) -> None:
+    kw = {k: targets[k] for k in ("detection_target", "embedding_target")}
+    same = facegate.compare_faces(*SAME, **kw)
+    other = facegate.compare_faces(SAME[0], OTHER, **kw)
+    assert same > 0.5 > other
+
+
+def test_compare_faces_without_a_face_raises(targets) -> None:
+    kw = {k: targets[k] for k in ("detection_target", "embedding_target")}
+    with pytest.raises(ValueError, match="no face"):
+        facegate.compare_faces(SAME[0], FACES / "no_face/skimage_coffee.png", **kw)
+
+
+def test_verify_document_against_another_persons_page_is_no_match(targets) -> None:
+    result = facegate.verify_document(
+        SAME[0], page_scan=DOCUMENTS / "passports_Canada.png", target=targets["docverify"]
+    )
+    assert result.outcome in ("NO_MATCH", "INCONCLUSIVE")
+    assert result.outcome != "MATCH" and result.threshold > 0 and result.model_version
+
+
+def test_verify_document_needs_exactly_one_portrait_source() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        facegate.verify_document(SAME[0])
