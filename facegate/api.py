@@ -12,7 +12,7 @@ signature, so the common case is one call::
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,6 @@ class Candidate:
     watchlist: str
     score: float
     category: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _image(image: ImageLike) -> common_pb2.Image:
@@ -115,15 +114,10 @@ def detect_faces(image: ImageLike, *, target: str = DETECTION, timeout: float = 
     return [_face(f) for f in reply.faces]
 
 
-def face_embeddings(
-    image: ImageLike,
-    *,
-    detection_target: str = DETECTION,
-    embedding_target: str = EMBEDDING,
-    subject_only: bool = False,
-    timeout: float = 30.0,
-) -> list[np.ndarray]:
-    """A unit-length template per face (or for the subject face only), in detection order."""
+def _embed(
+    image: ImageLike, detection_target: str, embedding_target: str, subject_only: bool, timeout: float
+) -> tuple[list[np.ndarray], common_pb2.ModelSpec]:
+    """Detect (crops in the loaded model's geometry) then embed; also returns the model spec used."""
     with channel(embedding_target) as ech:
         embed = embedding_pb2_grpc.EmbeddingServiceStub(ech)
         spec = embed.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=timeout)
@@ -137,14 +131,35 @@ def face_embeddings(
                 detection_pb2.DetectRequest(image=_image(image), options=options), timeout=timeout
             )
         if not detected.faces:
-            return []
+            return [], spec
         reply = embed.Embed(
             embedding_pb2.EmbedRequest(
                 faces=[f.aligned for f in detected.faces], model_version=spec.model_version
             ),
             timeout=timeout,
         )
-    return [np.asarray(e.values, dtype=np.float32) for e in reply.embeddings]
+    return [np.asarray(e.values, dtype=np.float32) for e in reply.embeddings], spec
+
+
+def _subject_template(
+    image: ImageLike, detection_target: str, embedding_target: str, timeout: float
+) -> tuple[np.ndarray, common_pb2.ModelSpec]:
+    found, spec = _embed(image, detection_target, embedding_target, True, timeout)
+    if not found:
+        raise ValueError("no face found in the image")
+    return found[0], spec
+
+
+def face_embeddings(
+    image: ImageLike,
+    *,
+    detection_target: str = DETECTION,
+    embedding_target: str = EMBEDDING,
+    subject_only: bool = False,
+    timeout: float = 30.0,
+) -> list[np.ndarray]:
+    """A unit-length template per face (or for the subject face only), in detection order."""
+    return _embed(image, detection_target, embedding_target, subject_only, timeout)[0]
 
 
 def compare_faces(
@@ -156,19 +171,9 @@ def compare_faces(
     timeout: float = 30.0,
 ) -> float:
     """Cosine similarity (-1..1) of the subject faces of two images; ValueError when one has none."""
-    vectors = []
-    for image in (first, second):
-        found = face_embeddings(
-            image,
-            detection_target=detection_target,
-            embedding_target=embedding_target,
-            subject_only=True,
-            timeout=timeout,
-        )
-        if not found:
-            raise ValueError("no face found in one of the images")
-        vectors.append(found[0])
-    return float(np.dot(vectors[0], vectors[1]))
+    a, _ = _subject_template(first, detection_target, embedding_target, timeout)
+    b, _ = _subject_template(second, detection_target, embedding_target, timeout)
+    return float(np.dot(a, b))
 
 
 def verify_document(
@@ -217,21 +222,9 @@ def search_watchlists(
     timeout: float = 30.0,
 ) -> list[Candidate]:
     """1:N search of the image's subject face; candidates at or above the threshold, best first."""
-    found = face_embeddings(
-        image,
-        detection_target=detection_target,
-        embedding_target=embedding_target,
-        subject_only=True,
-        timeout=timeout,
-    )
-    if not found:
-        raise ValueError("no face found in the image")
-    with channel(embedding_target) as ech:
-        spec = embedding_pb2_grpc.EmbeddingServiceStub(ech).GetModelInfo(
-            embedding_pb2.GetModelInfoRequest(), timeout=timeout
-        )
+    vector, spec = _subject_template(image, detection_target, embedding_target, timeout)
     probe = common_pb2.Embedding(
-        values=found[0].tolist(), model_id=spec.model_id, model_version=spec.model_version
+        values=vector.tolist(), model_id=spec.model_id, model_version=spec.model_version
     )
     request = watchlist_pb2.SearchRequest(probes=[probe], watchlists=list(watchlists), top_k=top_k)
     if threshold is not None:

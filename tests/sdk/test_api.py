@@ -70,3 +70,54 @@ def test_verify_document_against_another_persons_page_is_no_match(targets) -> No
 def test_verify_document_needs_exactly_one_portrait_source() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         facegate.verify_document(SAME[0])
+
+
+def test_search_watchlists_finds_an_enrolled_person_from_another_photo(targets, tmp_path) -> None:
+    from facegate.v1 import common_pb2, watchlist_pb2, watchlist_pb2_grpc
+    from services.runtime.config import RuntimeSettings, load_settings
+    from services.runtime.thresholds import CALIBRATION_DIR
+    from services.watchlist.config import WatchlistSettings
+    from services.watchlist.server import WatchlistService
+    from tests.support import connect, serve
+
+    settings = load_settings(
+        WatchlistSettings,
+        MILVUS_URI=str(tmp_path / "sdk.db"),
+        port=0,
+        metrics_port=-1,
+        calibration_dir=CALIBRATION_DIR,
+    )
+    service = WatchlistService(settings, load_settings(RuntimeSettings))
+    kw = {k: targets[k] for k in ("detection_target", "embedding_target")}
+    try:
+        with serve(service, label="watchlist-sdk") as running, connect(running) as ch:
+            stub = watchlist_pb2_grpc.WatchlistServiceStub(ch)
+            stub.CreateWatchlist(
+                watchlist_pb2.CreateWatchlistRequest(name="wanted", kind=watchlist_pb2.WATCHLIST_KIND_WANTED)
+            )
+            enrolled = facegate.face_embeddings(SAME[0], subject_only=True, **kw)[0]
+            spec_version = (
+                stub.ListWatchlists(watchlist_pb2.ListWatchlistsRequest()).watchlists[0].model_version
+            )
+            reply = stub.EnrollSubject(
+                watchlist_pb2.EnrollSubjectRequest(
+                    watchlist="wanted",
+                    subject_id="s-1",
+                    info=watchlist_pb2.SubjectInfo(category="wanted"),
+                    templates=[
+                        watchlist_pb2.TemplateInput(
+                            embedding=common_pb2.Embedding(
+                                values=enrolled.tolist(), model_version=spec_version
+                            )
+                        )
+                    ],
+                )
+            )
+            assert reply.subject.subject_id == "s-1"
+            target = f"127.0.0.1:{running.port}"
+            hits = facegate.search_watchlists(SAME[1], watchlists=("wanted",), watchlist_target=target, **kw)
+            assert [h.subject_id for h in hits] == ["s-1"] and hits[0].score > 0.5
+            assert hits[0].watchlist == "wanted" and hits[0].category == "wanted"
+            assert facegate.search_watchlists(OTHER, watchlist_target=target, **kw) == []
+    finally:
+        service.close()
