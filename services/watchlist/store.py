@@ -296,48 +296,22 @@ class MilvusStore:
         return SubjectRow(**{k: rows[0][k] for k in SubjectRow.__dataclass_fields__}) if rows else None
 
     def templates_of(self, watchlist: str, sid: str) -> list[TemplateRow]:
-        rows = self._c().query(
-            self.templates,
-            filter=f'watchlist == "{watchlist}" and subject_id == "{sid}"',
-            output_fields=[
-                "template_id",
-                "watchlist",
-                "subject_id",
-                "model_version",
-                "quality",
-                "source",
-                "created_at",
-            ],
-            limit=16384,
-            consistency_level="Session",
-        )
-        out = [
-            TemplateRow(**{k: r[k] for k in TemplateRow.__dataclass_fields__ if k != "embedding"})
-            for r in rows
-        ]
-        out.sort(key=lambda t: (t.created_at, t.template_id))
-        return out
+        return self._template_rows(f'watchlist == "{watchlist}" and subject_id == "{sid}"')
 
     def templates_for_subjects(self, sids: list[str]) -> list[TemplateRow]:
+        return self._template_rows(f"subject_id in {quoted(sids)}")
+
+    def _template_rows(self, expr: str) -> list[TemplateRow]:
+        """Template metadata (no vectors) matching ``expr``, oldest first."""
+        fields = [k for k in TemplateRow.__dataclass_fields__ if k != "embedding"]
         rows = self._c().query(
             self.templates,
-            filter=f"subject_id in {quoted(sids)}",
-            output_fields=[
-                "template_id",
-                "watchlist",
-                "subject_id",
-                "model_version",
-                "quality",
-                "source",
-                "created_at",
-            ],
+            filter=expr,
+            output_fields=fields,
             limit=16384,
             consistency_level="Session",
         )
-        out = [
-            TemplateRow(**{k: r[k] for k in TemplateRow.__dataclass_fields__ if k != "embedding"})
-            for r in rows
-        ]
+        out = [TemplateRow(**{k: r[k] for k in fields}) for r in rows]
         out.sort(key=lambda t: (t.created_at, t.template_id))
         return out
 
