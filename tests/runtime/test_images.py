@@ -27,6 +27,16 @@ def gradient(w: int = 64, h: int = 48) -> Image.Image:
     return Image.fromarray(arr)
 
 
+#: Largest mean absolute difference (0-255) a lossy codec may leave on the smooth test images.
+LOSSY_TOLERANCE = {"JPEG": 3.0, "WEBP": 4.0, "JPEG2000": 3.0, "PNG": 0.0}
+
+
+def assert_pixels_close(got: np.ndarray, want: np.ndarray, fmt: str) -> None:
+    assert got.shape == want.shape and got.dtype == np.uint8
+    error = np.abs(got.astype(np.int16) - want.astype(np.int16)).mean()
+    assert error <= LOSSY_TOLERANCE[fmt], f"{fmt}: mean error {error:.2f} over {LOSSY_TOLERANCE[fmt]}"
+
+
 @pytest.mark.parametrize(
     "fmt,sniffed", [("JPEG", "JPEG"), ("PNG", "PNG"), ("WEBP", "WEBP"), ("JPEG2000", "JPEG2000")]
 )
@@ -36,28 +46,81 @@ def test_each_supported_format_decodes_to_rgb(fmt: str, sniffed: str) -> None:
     rgb = decode_image(data, **LIMITS)
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
     assert rgb[:, -1, 0].mean() > 200 and rgb[:, 0, 0].mean() < 50  # red ramps left to right
+    assert_pixels_close(rgb, np.asarray(gradient()), fmt)  # and every pixel is where it was
 
 
 def test_raw_jpeg2000_codestream_is_accepted() -> None:
     data = encode(gradient(), "JPEG2000", no_jp2=True)
     assert data[:4] == b"\xff\x4f\xff\x51"
-    assert decode_image(data, **LIMITS).shape == (48, 64, 3)
+    assert_pixels_close(decode_image(data, **LIMITS), np.asarray(gradient()), "JPEG2000")
 
 
-def test_exif_orientation_is_applied() -> None:
-    img = gradient(64, 48)
+#: A scene as a person should see it: grey, with red top-left, green top-right, blue bottom-left
+#: blocks, so that each of the eight EXIF orientations puts the blocks somewhere different.
+SCENE_H, SCENE_W, BLOCK = 48, 64, 16
+RED, GREEN, BLUE, GREY = (220, 30, 30), (30, 200, 30), (30, 30, 220), (128, 128, 128)
+
+
+def scene() -> np.ndarray:
+    arr = np.full((SCENE_H, SCENE_W, 3), GREY, dtype=np.uint8)
+    arr[:BLOCK, :BLOCK] = RED
+    arr[:BLOCK, -BLOCK:] = GREEN
+    arr[-BLOCK:, :BLOCK] = BLUE
+    return arr
+
+
+#: EXIF orientation -> how the camera stored a scene (the inverse of what a viewer applies to
+#: display it; TIFF/EXIF 2.32 tag 0x0112).
+STORED_AS = {
+    1: lambda a: a,  # as seen
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1, :],  # mirrored top-bottom
+    5: lambda a: a.transpose(1, 0, 2),  # mirrored along the main diagonal
+    6: lambda a: np.rot90(a, 1),  # viewer turns it 90 degrees clockwise
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # mirrored along the other diagonal
+    8: lambda a: np.rot90(a, -1),  # viewer turns it 90 degrees counter-clockwise
+}
+
+
+def block_colour(rgb: np.ndarray, corner: str) -> np.ndarray:
+    """Mean colour of the centre of the corner block (away from JPEG ringing at its edges)."""
+    inner = slice(BLOCK // 4, 3 * BLOCK // 4)
+    outer = slice(-3 * BLOCK // 4, -BLOCK // 4)
+    rows = inner if corner[0] == "t" else outer
+    cols = inner if corner[1] == "l" else outer
+    return rgb[rows, cols].reshape(-1, 3).mean(axis=0)
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED_AS))
+def test_exif_orientation_is_applied(orientation: int) -> None:
+    seen = scene()
+    stored = np.ascontiguousarray(STORED_AS[orientation](seen))
+    if orientation != 1:
+        assert stored.shape != seen.shape or not np.array_equal(stored, seen)  # the test can tell
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90° clockwise to display
-    rgb = decode_image(encode(img, "JPEG", exif=exif), **LIMITS)
-    assert rgb.shape == (64, 48, 3)
+    exif[0x0112] = orientation
+    data = encode(Image.fromarray(stored), "JPEG", exif=exif, quality=95)
+    rgb = decode_image(data, **LIMITS)
+    assert rgb.shape == (SCENE_H, SCENE_W, 3)
+    for corner, colour in (("tl", RED), ("tr", GREEN), ("bl", BLUE), ("br", GREY)):
+        assert np.abs(block_colour(rgb, corner) - colour).max() < 12, (orientation, corner)
+    assert_pixels_close(rgb, seen, "JPEG")
 
 
 def test_grey_palette_and_alpha_images_become_rgb() -> None:
-    grey = decode_image(encode(gradient().convert("L"), "PNG"), **LIMITS)
+    source = gradient()
+    grey = decode_image(encode(source.convert("L"), "PNG"), **LIMITS)
     assert grey.shape == (48, 64, 3)
+    expected_grey = np.asarray(source.convert("L"))
+    assert all(np.array_equal(grey[..., c], expected_grey) for c in range(3))  # grey copied to R, G, B
+    palette = source.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    assert np.array_equal(decode_image(encode(palette, "PNG"), **LIMITS), np.asarray(palette.convert("RGB")))
     rgba = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
     flat = decode_image(encode(rgba, "PNG"), **LIMITS)
     assert (flat == 255).all()  # transparent composites over white
+    half = decode_image(encode(Image.new("RGBA", (10, 10), (200, 0, 0, 128)), "PNG"), **LIMITS)
+    assert np.abs(half.astype(int) - (227, 127, 127)).max() <= 1  # half-opaque red over white
 
 
 def test_empty_input() -> None:
