@@ -388,3 +388,18 @@ def test_cli_show(tmp_path, capsys):
     assert cli_main(["audit", "show", "d-00002", str(path)]) == 0
     assert json.loads(capsys.readouterr().out) == records[1]
     assert cli_main(["audit", "show", "d-09999", str(path)]) == 1
+
+
+def test_record_format_module_uses_the_standard_library_only():
+    """The CLI verifies exported logs anywhere; the client layer never imports services or gateway."""
+    import ast
+    import sys
+
+    tree = ast.parse(Path(fmt.__file__).read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported
