@@ -1,66 +1,45 @@
 """Domain errors and their one mapping to gRPC status codes.
 
 Handlers raise these; the server interceptor turns them into a status and message, so no
-handler calls ``context.abort`` itself and every service answers the same way.
+handler calls ``context.abort`` itself and every service answers the same way. The classes are
+the client layer's (``facegate.errors``): one taxonomy on both sides of the wire, so an error a
+service raises reaches an SDK user as the same class.
 """
 
 from __future__ import annotations
 
 import grpc
 
+from facegate.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FacegateError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    rpc_code,
+    rpc_details,
+)
 
-class FacegateError(Exception):
-    """Base class: an error the caller can act on. The message is safe to return and log."""
-
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class InvalidArgument(FacegateError):
-    """The request is wrong and retrying it unchanged will fail again."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class ResourceExhausted(FacegateError):
-    """The request is over a size, pixel, batch or rate limit."""
-
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class FailedPrecondition(FacegateError):
-    """The system is not in a state to do this (e.g. model version mismatch)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class NotFound(FacegateError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class AlreadyExists(FacegateError):
-    code = grpc.StatusCode.ALREADY_EXISTS
-
-
-class Unavailable(FacegateError):
-    """A dependency is down; the caller may retry (and a decision must fail closed)."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class DeadlineExceeded(FacegateError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class PermissionDenied(FacegateError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-
-
-class Unauthenticated(FacegateError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+__all__ = [
+    "AlreadyExists",
+    "DeadlineExceeded",
+    "FacegateError",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "status_for",
+]
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -71,11 +50,11 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """
     if isinstance(exc, FacegateError):
         return exc.code, exc.message
-    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+    if isinstance(exc, grpc.RpcError):
         # A downstream call failed: pass UNAVAILABLE / DEADLINE_EXCEEDED through so callers fail closed.
-        code = exc.code()
+        code = rpc_code(exc)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return code, f"downstream service: {exc.details()}"
+            return code, f"downstream service: {rpc_details(exc)}"
         return grpc.StatusCode.INTERNAL, f"downstream service failed with {code.name}"
     if isinstance(exc, TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "operation timed out"

@@ -6,14 +6,16 @@ bytes or personal names, and callers must not put them into messages or ``extra`
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import sys
 import time
-import uuid
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# The request id lives in the client layer's call context, so the id a server logs is the id its
+# own downstream calls forward.
+from facegate.context import new_request_id, request_id_var
+
+__all__ = ["JsonFormatter", "new_request_id", "request_id_var", "setup_logging"]
 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -57,7 +59,3 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     handler._facegate = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex

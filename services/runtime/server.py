@@ -7,6 +7,7 @@ logging through one interceptor, domain-error mapping, and SIGTERM/SIGINT drain.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -21,14 +22,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from facegate.context import MAX_REQUEST_ID, REQUEST_ID_HEADER, deadline_var, new_request_id, request_id_var
 from services.runtime import metrics
 from services.runtime.config import ConfigError, RuntimeSettings, ServiceSettings, load_settings
 from services.runtime.errors import status_for
-from services.runtime.logs import new_request_id, request_id_var, setup_logging
+from services.runtime.logs import setup_logging
 
 log = logging.getLogger("facegate.server")
-
-REQUEST_ID_HEADER = "x-request-id"
 
 
 class Servicer(Protocol):
@@ -45,64 +45,110 @@ class Servicer(Protocol):
     def close(self) -> None:
         """Release resources after the server has drained."""
 
+    # Optional: ``interceptors`` (a sequence of grpc.ServerInterceptor run after the runtime's own,
+    # e.g. the gateway's role check) and ``server_credentials`` (grpc.ServerCredentials: serve TLS).
+
 
 def _method_name(full: str) -> str:
     return full.rsplit("/", 1)[-1] if full else "unknown"
 
 
+#: grpc.RpcMethodHandler attribute -> the factory that builds a handler of that kind.
+_HANDLER_KINDS: dict[str, Callable[..., grpc.RpcMethodHandler]] = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
+
+
+class _CallScope:
+    """What the runtime does around one RPC, whatever its kind: call context, metrics, log, errors."""
+
+    def __init__(self, service: str, method: str, context: grpc.ServicerContext) -> None:
+        self.service, self.method, self.context = service, method, context
+        self.code = grpc.StatusCode.OK
+
+    def __enter__(self) -> _CallScope:
+        incoming = dict(self.context.invocation_metadata() or ())
+        rid = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())[:MAX_REQUEST_ID]
+        remaining = self.context.time_remaining()
+        deadline = time.monotonic() + remaining if remaining is not None and remaining < 1e9 else None
+        self._tokens = (request_id_var.set(rid), deadline_var.set(deadline))
+        self.context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
+        metrics.RPC_IN_FLIGHT.labels(self.service, self.method).inc()
+        self.started = time.perf_counter()
+        return self
+
+    def fail(self, exc: BaseException) -> None:
+        """Turn ``exc`` into the call's status (re-raising when the handler aborted itself)."""
+        if isinstance(exc, NotImplementedError):
+            self.code = grpc.StatusCode.UNIMPLEMENTED
+            self.context.abort(self.code, f"{self.method} is not implemented yet")
+        aborted = self.context.code()
+        if aborted is not None and aborted != grpc.StatusCode.OK:
+            self.code = aborted  # the handler called context.abort itself
+            raise exc
+        self.code, message = status_for(exc)
+        if self.code == grpc.StatusCode.INTERNAL:
+            log.error("unhandled error", exc_info=exc, extra={"method": self.method})
+        self.context.abort(self.code, message)
+
+    def __exit__(self, *_: object) -> None:
+        set_code = self.context.code()
+        if self.code == grpc.StatusCode.OK and set_code is not None and set_code != grpc.StatusCode.OK:
+            self.code = set_code
+        elapsed = time.perf_counter() - self.started
+        metrics.RPC_IN_FLIGHT.labels(self.service, self.method).dec()
+        metrics.RPC_LATENCY.labels(self.service, self.method).observe(elapsed)
+        metrics.RPC_REQUESTS.labels(self.service, self.method, self.code.name).inc()
+        log.info(
+            "rpc",
+            extra={"method": self.method, "code": self.code.name, "duration_ms": round(elapsed * 1000, 2)},
+        )
+        for var, token in zip((request_id_var, deadline_var), self._tokens, strict=True):
+            with contextlib.suppress(ValueError):  # a generator finished in another context
+                var.reset(token)
+
+
 class _RuntimeInterceptor(grpc.ServerInterceptor):
-    """Request ids, metrics, logging and error mapping around every unary handler."""
+    """Call context, metrics, logging and error mapping around every handler of every RPC kind.
+
+    Streaming responses are wrapped so the scope closes when the stream ends, not when the
+    handler returns its iterator: their metrics, logs and errors count like a unary call's.
+    """
 
     def __init__(self, service: str) -> None:
         self.service = service
 
     def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None or details.method.startswith("/grpc."):
+        if handler is None or details.method.startswith("/grpc."):
             return handler  # health and reflection stay out of the RPC metrics
+        kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
+        inner = getattr(handler, kind)
         method = _method_name(details.method)
-        inner = handler.unary_unary
         service = self.service
 
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            incoming = dict(context.invocation_metadata() or ())
-            rid = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())[:64]
-            token = request_id_var.set(rid)
-            context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
-            in_flight = metrics.RPC_IN_FLIGHT.labels(service, method)
-            in_flight.inc()
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                response = inner(request, context)
-                set_code = context.code()
-                if set_code is not None and set_code != grpc.StatusCode.OK:
-                    code = set_code
-                return response
-            except NotImplementedError:
-                code = grpc.StatusCode.UNIMPLEMENTED
-                context.abort(code, f"{method} is not implemented yet")
-            except Exception as exc:
-                aborted = context.code()
-                if aborted is not None and aborted != grpc.StatusCode.OK:
-                    code = aborted  # the handler called context.abort itself
-                    raise
-                code, message = status_for(exc)
-                if code == grpc.StatusCode.INTERNAL:
-                    log.error("unhandled error", exc_info=exc, extra={"method": method})
-                context.abort(code, message)
-            finally:
-                elapsed = time.perf_counter() - start
-                in_flight.dec()
-                metrics.RPC_LATENCY.labels(service, method).observe(elapsed)
-                metrics.RPC_REQUESTS.labels(service, method, code.name).inc()
-                log.info(
-                    "rpc",
-                    extra={"method": method, "code": code.name, "duration_ms": round(elapsed * 1000, 2)},
-                )
-                request_id_var.reset(token)
+        if handler.response_streaming:
 
-        return grpc.unary_unary_rpc_method_handler(
+            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+                with _CallScope(service, method, context) as scope:
+                    try:
+                        yield from inner(request_or_iterator, context)
+                    except Exception as exc:
+                        scope.fail(exc)
+
+        else:
+
+            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+                with _CallScope(service, method, context) as scope:
+                    try:
+                        return inner(request_or_iterator, context)
+                    except Exception as exc:
+                        scope.fail(exc)
+
+        return _HANDLER_KINDS[kind](
             wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
@@ -148,7 +194,9 @@ def start_server(
     """Build and start a gRPC server (health NOT_SERVING); the caller warms up, then sets SERVING."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=runtime.max_workers, thread_name_prefix=f"{label}-rpc"),
-        interceptors=[_RuntimeInterceptor(label)],
+        # The runtime's interceptor runs first, so a call refused by a servicer's own interceptor
+        # (the gateway's role check) is still counted, logged and mapped like any other.
+        interceptors=[_RuntimeInterceptor(label), *getattr(servicer, "interceptors", ())],
         maximum_concurrent_rpcs=runtime.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", runtime.max_message_bytes),
@@ -161,7 +209,9 @@ def start_server(
     servicer.register(server)
     names = list(servicer.service_names)
     reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{runtime.host}:{port}")
+    credentials = getattr(servicer, "server_credentials", None)
+    address = f"{runtime.host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise RuntimeError(f"could not bind {runtime.host}:{port}")
     bound_metrics = None
