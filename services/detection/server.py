@@ -18,16 +18,8 @@ from services.detection.policy import Policy, resolve, subject_index, trim
 from services.detection.quality import QualityThresholds, assess
 from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FacegateError, InvalidArgument, ResourceExhausted
-from services.runtime.images import decode_image
+from services.runtime.images import decode_message
 from services.runtime.server import run_service
-
-_FORMAT_NAMES = {
-    common_pb2.IMAGE_FORMAT_UNSPECIFIED: None,
-    common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
-    common_pb2.IMAGE_FORMAT_PNG: "PNG",
-    common_pb2.IMAGE_FORMAT_WEBP: "WEBP",
-    common_pb2.IMAGE_FORMAT_JPEG2000: "JPEG2000",
-}
 
 
 class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
@@ -94,13 +86,8 @@ class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
     # --- steps ------------------------------------------------------------------------------
 
     def _decode(self, image: common_pb2.Image) -> np.ndarray:
-        if image.format_hint not in _FORMAT_NAMES:
-            raise InvalidArgument(f"format_hint {image.format_hint} is not a known ImageFormat value")
-        return decode_image(
-            image.data,
-            max_bytes=self.runtime.image_max_bytes,
-            max_pixels=self.runtime.image_max_pixels,
-            format_hint=_FORMAT_NAMES[image.format_hint],
+        return decode_message(
+            image, max_bytes=self.runtime.image_max_bytes, max_pixels=self.runtime.image_max_pixels
         )
 
     def _detect(self, images: Sequence[np.ndarray], policy: Policy, mode: str) -> list[Detection]:

@@ -10,6 +10,7 @@ detections sit in the 9-23 px range, so the *largest* face is the primary portra
 
 from __future__ import annotations
 
+from facegate.pipeline import FacePolicy
 from facegate.v1 import common_pb2, detection_pb2
 
 #: Head-and-shoulders region around the MTCNN face box, as ICAO portraits are framed (35 x 45 mm).
@@ -18,34 +19,18 @@ REGION_HEIGHT = 2.3
 REGION_FACE_CENTRE = 0.45  # the face box centre sits at this fraction of the region height
 
 
-def portrait_options(spec: common_pb2.ModelSpec, settings: object) -> detection_pb2.DetectionOptions:
+def portrait_policy(settings: object) -> FacePolicy:
     """One face per document image: the largest, with its aligned crop for the embedding model."""
-    return detection_pb2.DetectionOptions(
+    return FacePolicy(
+        subject_selection=detection_pb2.SUBJECT_SELECTION_LARGEST,
         min_confidence=settings.portrait_min_confidence,  # type: ignore[attr-defined]
         min_face_size=settings.portrait_min_face_size,  # type: ignore[attr-defined]
-        subject_selection=detection_pb2.SUBJECT_SELECTION_LARGEST,
-        subject_only=True,
-        return_crops=True,
-        alignment=common_pb2.AlignmentSpec(size=spec.input_size, margin=spec.margin),
     )
 
 
-def live_options(spec: common_pb2.ModelSpec, settings: object) -> detection_pb2.DetectionOptions:
+def live_policy(settings: object) -> FacePolicy:
     """The gate capture: detection's own policy (subject selection, quality), only the subject back."""
-    options = detection_pb2.DetectionOptions(
-        subject_only=True,
-        return_crops=True,
-        alignment=common_pb2.AlignmentSpec(size=spec.input_size, margin=spec.margin),
-    )
-    if settings.live_min_face_size is not None:  # type: ignore[attr-defined]
-        options.min_face_size = settings.live_min_face_size  # type: ignore[attr-defined]
-    return options
-
-
-def subject(response: detection_pb2.DetectResponse) -> detection_pb2.DetectedFace | None:
-    if response.subject_index < 0 or response.subject_index >= len(response.faces):
-        return None
-    return response.faces[response.subject_index]
+    return FacePolicy(min_face_size=settings.live_min_face_size)  # type: ignore[attr-defined]
 
 
 def portrait_region(box: common_pb2.BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:

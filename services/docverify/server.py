@@ -2,8 +2,15 @@
 
 Verify's kiosk path costs two sequential round trips (docs/docverify.md has the diagram): both
 Detect calls (live capture, document portrait) run concurrently and return aligned crops in the
-embedding model's geometry, then one Embed call templates both crops. The model spec behind the
-geometry and the threshold is fetched once and cached. MRZ and DG2 parsing are local.
+embedding model's geometry, then one Embed call templates both crops. Both go through the client
+layer's face pipeline (``facegate.pipeline``): the model spec behind the geometry and the
+threshold is fetched once and cached, the model version is pinned, and the request id and the
+caller's remaining deadline travel with every downstream call. MRZ and DG2 parsing are local.
+
+Two kinds of downstream failure lead to different answers: a service that gives no answer
+(``ServiceFailure``) makes the decision INCONCLUSIVE with SERVICE_UNAVAILABLE (fail closed, never
+MATCH); a service that refuses *our input* (InvalidArgument / ResourceExhausted) is passed back
+with its code, naming which image was bad.
 """
 
 from __future__ import annotations
@@ -15,23 +22,20 @@ from contextlib import contextmanager
 import grpc
 import numpy as np
 
+from facegate.client import open_channel
+from facegate.errors import ServiceFailure
+from facegate.pipeline import FacePipeline, failed_checks, subject_face
 from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify import metrics
 from services.docverify.config import DocverifySettings
 from services.docverify.decision import Findings, decide
 from services.docverify.dg2 import Dg2Error, parse_dg2
-from services.docverify.downstream import (
-    Downstream,
-    DownstreamRejected,
-    DownstreamUnavailable,
-    ModelVersionChanged,
-)
 from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_date
-from services.docverify.portrait import live_options, portrait_options, portrait_region, subject
+from services.docverify.portrait import live_policy, portrait_policy, portrait_region
 from services.docverify.quality import judge, portrait_bounds
 from services.runtime.config import RuntimeSettings
-from services.runtime.errors import FacegateError, FailedPrecondition, InvalidArgument, NotFound
-from services.runtime.images import decode_image, encode_png
+from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from services.runtime.images import HINT_OF_FORMAT, decode_message, encode_png
 from services.runtime.server import run_service
 from services.runtime.thresholds import load_thresholds
 
@@ -39,7 +43,6 @@ log = logging.getLogger("facegate.docverify")
 
 R = common_pb2.ReasonCode
 SOURCE = docverify_pb2.PortraitSource
-_FORMAT_HINT = {"JPEG": common_pb2.IMAGE_FORMAT_JPEG, "JPEG2000": common_pb2.IMAGE_FORMAT_JPEG2000}
 
 
 @contextmanager
@@ -74,7 +77,7 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
     def __init__(self, settings: DocverifySettings, runtime: RuntimeSettings) -> None:
         self.settings = settings
         self.runtime = runtime
-        self.downstream: Downstream | None = None
+        self.pipeline: FacePipeline | None = None
         self.bounds = portrait_bounds(settings)
 
     def register(self, server: grpc.Server) -> None:
@@ -83,14 +86,18 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
     def warmup(self) -> None:
         """Open the channels. Downstream services may still be starting: they are not waited for;
         until they answer, Verify fails closed (SERVICE_UNAVAILABLE) and MRZ checks still work."""
-        if self.downstream is None:
+        if self.pipeline is None:
             s = self.settings
-            self.downstream = Downstream(s.detection_target, s.embedding_target, s.downstream_timeout_s)
+            self.pipeline = FacePipeline(
+                open_channel(s.detection_target, budget_s=s.downstream_timeout_s),
+                open_channel(s.embedding_target, budget_s=s.downstream_timeout_s),
+                owns_channels=True,
+            )
 
     def close(self) -> None:
-        if self.downstream is not None:
-            self.downstream.close()
-            self.downstream = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
 
     # ---- ParseMrz -------------------------------------------------------------------------
 
@@ -115,22 +122,19 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         which = request.WhichOneof("source")
         if which == "dg2":
             face = parse_dg2(request.dg2, max_bytes=self.settings.dg2_max_bytes).primary
-            rgb = self._decode(face.image, f"DG2 {face.image_format} image")
+            portrait = common_pb2.Image(data=face.image, format_hint=HINT_OF_FORMAT[face.image_format])
+            rgb = self._decode(portrait, f"DG2 {face.image_format} image")
             return docverify_pb2.ExtractPortraitResponse(
-                portrait=common_pb2.Image(data=face.image, format_hint=_FORMAT_HINT[face.image_format]),
+                portrait=portrait,
                 source=SOURCE.PORTRAIT_SOURCE_DG2,
                 width=rgb.shape[1],
                 height=rgb.shape[0],
             )
         if which == "page_scan":
             page = request.page_scan
-            rgb = self._decode(page.data, "page_scan", page.format_hint)
-            spec = self._spec()
-            response = self._detect_one(
-                detection_pb2.DetectRequest(image=page, options=portrait_options(spec, self.settings)),
-                "page_scan",
-            )
-            face = subject(response)
+            rgb = self._decode(page, "page_scan")
+            assert self.pipeline is not None
+            face = subject_face(self.pipeline.detect(page, portrait_policy(self.settings), "page_scan"))
             if face is None:
                 raise NotFound("no portrait found on the page scan")
             x0, y0, x1, y1 = portrait_region(face.box, rgb.shape[1], rgb.shape[0])
@@ -144,30 +148,10 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
             )
         raise InvalidArgument("set one of dg2 or page_scan")
 
-    def _decode(self, data: bytes, what: str, hint: int = 0) -> np.ndarray:
-        names = {1: "JPEG", 2: "PNG", 3: "WEBP", 4: "JPEG2000"}
-        try:
-            return decode_image(
-                data,
-                max_bytes=self.runtime.image_max_bytes,
-                max_pixels=self.runtime.image_max_pixels,
-                format_hint=names.get(hint),
-            )
-        except FacegateError as exc:
-            exc.message = f"{what}: {exc.message}"
-            raise
-
-    def _spec(self) -> common_pb2.ModelSpec:
-        assert self.downstream is not None
-        return self.downstream.model_spec()
-
-    def _detect_one(self, request: detection_pb2.DetectRequest, what: str) -> detection_pb2.DetectResponse:
-        assert self.downstream is not None
-        try:
-            return self.downstream.detect_result(self.downstream.detect_async(request))
-        except DownstreamRejected as exc:
-            exc.message = f"{what}: {exc.message}"
-            raise
+    def _decode(self, image: common_pb2.Image, what: str) -> np.ndarray:
+        return decode_message(
+            image, max_bytes=self.runtime.image_max_bytes, max_pixels=self.runtime.image_max_pixels, what=what
+        )
 
     # ---- Verify ---------------------------------------------------------------------------
 
@@ -196,22 +180,18 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         portrait, source = self._portrait_image(request, which, findings)
         response.portrait_source = source
         if portrait is not None:
+            assert self.pipeline is not None
             try:
-                self._compare(request, portrait, source, findings, response)
-            except ModelVersionChanged:
-                findings.reasons = [
-                    r
-                    for r in findings.reasons
-                    if r.code in (R.REASON_CODE_MRZ_INVALID, R.REASON_CODE_DOCUMENT_EXPIRED)
-                ]
-                try:
-                    self._compare(request, portrait, source, findings, response)
-                except ModelVersionChanged:
-                    findings.add(
-                        R.REASON_CODE_SERVICE_UNAVAILABLE, "embedding model changed twice during the request"
-                    )
-            except DownstreamUnavailable as exc:
+                part, details = self.pipeline.redo_on_model_change(
+                    lambda: self._compare(request, portrait, source)
+                )
+            except ServiceFailure as exc:
                 findings.add(R.REASON_CODE_SERVICE_UNAVAILABLE, exc.message)
+            else:
+                findings.reasons.extend(part.reasons)
+                findings.similarity, findings.threshold = part.similarity, part.threshold
+                findings.target_far = part.target_far
+                response.MergeFrom(details)
 
         outcome = decide(findings, self.settings.grey_zone)
         response.outcome = outcome
@@ -244,66 +224,77 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
             findings.add(R.REASON_CODE_DG2_INVALID, exc.message)
             return None, SOURCE.PORTRAIT_SOURCE_DG2
         return common_pb2.Image(
-            data=face.image, format_hint=_FORMAT_HINT[face.image_format]
+            data=face.image, format_hint=HINT_OF_FORMAT[face.image_format]
         ), SOURCE.PORTRAIT_SOURCE_DG2
 
     def _compare(
-        self,
-        request: docverify_pb2.VerifyRequest,
-        portrait: common_pb2.Image,
-        source: int,
-        findings: Findings,
-        response: docverify_pb2.VerifyResponse,
-    ) -> None:
-        """Detect both faces (overlapped), judge them, embed both in one call, score and threshold."""
-        assert self.downstream is not None
-        spec = self._spec()
+        self, request: docverify_pb2.VerifyRequest, portrait: common_pb2.Image, source: int
+    ) -> tuple[Findings, docverify_pb2.VerifyResponse]:
+        """Detect both faces (overlapped), judge them, embed both in one call, score and threshold.
+
+        Returns its own findings and response details, so a redo after a model change starts clean.
+        """
+        assert self.pipeline is not None
+        findings, details = Findings(), docverify_pb2.VerifyResponse()
+        spec = self.pipeline.model_spec()
         self._threshold(spec.model_version, request, findings)  # an uncalibrated FAR fails before any work
         with _stage("detect"):
-            live_call = self.downstream.detect_async(
-                detection_pb2.DetectRequest(image=request.live, options=live_options(spec, self.settings))
-            )
-            portrait_call = self.downstream.detect_async(
-                detection_pb2.DetectRequest(image=portrait, options=portrait_options(spec, self.settings))
-            )
+            live_call = self.pipeline.detect_async(request.live, live_policy(self.settings))
+            portrait_call = self.pipeline.detect_async(portrait, portrait_policy(self.settings))
             try:
                 live = self._detect_result(live_call, "live image", findings)
                 doc = self._detect_result(portrait_call, _PORTRAIT_WHAT[source], findings)
             finally:
                 portrait_call.cancel()  # no-op when done; frees the call when the live side failed
-        live_face = doc_face = None
-        if live is not None:
-            live_face = subject(live)
-            if live_face is None:
-                findings.add(R.REASON_CODE_NO_FACE, "no face found in the live image")
-            else:
-                response.live_quality.CopyFrom(live_face.quality)
-                if live.faces_total > 1:
-                    findings.add(
-                        R.REASON_CODE_MULTIPLE_FACES,
-                        f"{live.faces_total} faces in the live image; exactly one is required",
-                    )
-                if not live_face.quality.acceptable:
-                    findings.add(
-                        R.REASON_CODE_QUALITY_TOO_LOW, "live image fails " + _failed(live_face.quality)
-                    )
-        if doc is not None:
-            doc_face = subject(doc)
-            if doc_face is None:
-                findings.add(
-                    R.REASON_CODE_PORTRAIT_NOT_FOUND, f"no face found in the {_PORTRAIT_WHAT[source]}"
-                )
-            else:
-                verdict = judge(doc_face.quality, self.bounds)
-                response.portrait_quality.CopyFrom(verdict)
-                if not verdict.acceptable:
-                    findings.add(R.REASON_CODE_PORTRAIT_QUALITY_TOO_LOW, "portrait fails " + _failed(verdict))
+        live_face = self._judge_live(live, findings, details) if live is not None else None
+        doc_face = self._judge_portrait(doc, source, findings, details) if doc is not None else None
         if live_face is None or doc_face is None:
-            return
+            return findings, details
         with _stage("embed"):
-            (live_t, doc_t), version = self.downstream.embed([live_face.aligned, doc_face.aligned])
-        response.model_version = version
-        findings.similarity = float(np.dot(np.asarray(live_t, np.float64), np.asarray(doc_t, np.float64)))
+            live_t, doc_t = self.pipeline.embed([live_face.aligned, doc_face.aligned])
+        details.model_version = spec.model_version
+        details.live_template.CopyFrom(
+            common_pb2.Embedding(
+                values=live_t.tolist(), model_id=spec.model_id, model_version=spec.model_version
+            )
+        )
+        findings.similarity = float(np.dot(live_t.astype(np.float64), doc_t.astype(np.float64)))
+        return findings, details
+
+    @staticmethod
+    def _judge_live(
+        live: detection_pb2.DetectResponse, findings: Findings, details: docverify_pb2.VerifyResponse
+    ) -> detection_pb2.DetectedFace | None:
+        face = subject_face(live)
+        if face is None:
+            findings.add(R.REASON_CODE_NO_FACE, "no face found in the live image")
+            return None
+        details.live_quality.CopyFrom(face.quality)
+        if live.faces_total > 1:
+            findings.add(
+                R.REASON_CODE_MULTIPLE_FACES,
+                f"{live.faces_total} faces in the live image; exactly one is required",
+            )
+        if not face.quality.acceptable:
+            findings.add(R.REASON_CODE_QUALITY_TOO_LOW, "live image fails " + failed_checks(face.quality))
+        return face
+
+    def _judge_portrait(
+        self,
+        doc: detection_pb2.DetectResponse,
+        source: int,
+        findings: Findings,
+        details: docverify_pb2.VerifyResponse,
+    ) -> detection_pb2.DetectedFace | None:
+        face = subject_face(doc)
+        if face is None:
+            findings.add(R.REASON_CODE_PORTRAIT_NOT_FOUND, f"no face found in the {_PORTRAIT_WHAT[source]}")
+            return None
+        verdict = judge(face.quality, self.bounds)
+        details.portrait_quality.CopyFrom(verdict)
+        if not verdict.acceptable:
+            findings.add(R.REASON_CODE_PORTRAIT_QUALITY_TOO_LOW, "portrait fails " + failed_checks(verdict))
+        return face
 
     def _threshold(self, version: str, request: docverify_pb2.VerifyRequest, findings: Findings) -> None:
         """The calibrated operating point for ``version``; none calibrated -> a fail-closed reason."""
@@ -321,14 +312,14 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
     def _detect_result(
         self, call: grpc.Future, what: str, findings: Findings
     ) -> detection_pb2.DetectResponse | None:
-        assert self.downstream is not None
+        """Detection's answer; a DG2 image that detection refuses is a DG2 reason, not an error."""
+        assert self.pipeline is not None
         try:
-            return self.downstream.detect_result(call)
-        except DownstreamRejected as exc:
+            return self.pipeline.detect_result(call, what)
+        except (InvalidArgument, ResourceExhausted) as exc:
             if what.startswith("DG2"):
-                findings.add(R.REASON_CODE_DG2_INVALID, f"{what}: {exc.message}")
+                findings.add(R.REASON_CODE_DG2_INVALID, exc.message)
                 return None
-            exc.message = f"{what}: {exc.message}"
             raise
 
 
@@ -337,11 +328,6 @@ _PORTRAIT_WHAT = {
     SOURCE.PORTRAIT_SOURCE_DG2: "DG2 portrait",
     SOURCE.PORTRAIT_SOURCE_PAGE_SCAN: "page scan",
 }
-
-
-def _failed(quality: common_pb2.Quality) -> str:
-    names = [common_pb2.QualityCheck.Name(c).removeprefix("QUALITY_CHECK_").lower() for c in quality.failed]
-    return ", ".join(names) or "quality"
 
 
 def main() -> None:

@@ -12,12 +12,22 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from services.runtime.errors import InvalidArgument, ResourceExhausted
+from facegate.v1 import common_pb2
+from services.runtime.errors import FacegateError, InvalidArgument, ResourceExhausted
 
 # We enforce our own pixel limit (below) before decoding, with a precise error.
 Image.MAX_IMAGE_PIXELS = None
 
-FORMATS = ("JPEG", "PNG", "WEBP", "JPEG2000")
+#: The one map between the contract's ImageFormat hints and the decoder's format names.
+FORMAT_OF_HINT: dict[int, str | None] = {
+    common_pb2.IMAGE_FORMAT_UNSPECIFIED: None,
+    common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
+    common_pb2.IMAGE_FORMAT_PNG: "PNG",
+    common_pb2.IMAGE_FORMAT_WEBP: "WEBP",
+    common_pb2.IMAGE_FORMAT_JPEG2000: "JPEG2000",
+}
+HINT_OF_FORMAT: dict[str, int] = {name: hint for hint, name in FORMAT_OF_HINT.items() if name}
+FORMATS = tuple(HINT_OF_FORMAT)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -76,6 +86,29 @@ def decode_image(
     except Exception:  # any other decoder failure is still the caller's bad bytes
         raise InvalidArgument(f"{fmt} image data is corrupt and cannot be decoded") from None
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode_message(
+    image: common_pb2.Image, *, max_bytes: int, max_pixels: int, what: str = ""
+) -> np.ndarray:
+    """Decode an ``Image`` message, honouring (and checking) its format hint.
+
+    An unknown hint value is refused, never ignored. ``what`` (e.g. "page_scan") prefixes
+    error messages so the caller learns which of its images was bad.
+    """
+    try:
+        if image.format_hint not in FORMAT_OF_HINT:
+            raise InvalidArgument(f"format_hint {image.format_hint} is not a known ImageFormat value")
+        return decode_image(
+            image.data,
+            max_bytes=max_bytes,
+            max_pixels=max_pixels,
+            format_hint=FORMAT_OF_HINT[image.format_hint],
+        )
+    except FacegateError as exc:
+        if what:
+            exc.message = f"{what}: {exc.message}"
+        raise
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
