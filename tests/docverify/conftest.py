@@ -1,5 +1,5 @@
-"""Session fixtures for docverify: the service on loopback, and (once they exist) real detection and
-embedding servers it calls over gRPC, each loaded once per test run."""
+"""Session fixtures for docverify: the service on loopback, and the real detection and embedding
+servers it calls over gRPC (the session's shared ones from tests/conftest.py, loaded once per run)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from facegate.v1 import docverify_pb2_grpc
 from services.docverify.config import DocverifySettings
 from services.docverify.server import DocVerifyService
 from services.runtime.config import RuntimeSettings, load_settings
+from tests.conftest import embedding_servicer  # noqa: F401  (test_verify.py imports it from here)
 from tests.support import connect, serve
 
 
@@ -37,45 +38,23 @@ def offline_stub() -> Iterator[docverify_pb2_grpc.DocVerifyServiceStub]:
     servicer.close()
 
 
-# ---- real downstream services ----------------------------------------------------------------
+# ---- real downstream services (the session's shared ones, see tests/conftest.py) -----------------
 
 
 @pytest.fixture(scope="session")
-def embedding_model():
-    from services.embedding.config import EmbeddingSettings
-    from services.embedding.model import EmbeddingModel
-
-    return EmbeddingModel(EmbeddingSettings().models_dir, flip_fusion=True, device="auto")
-
-
-def embedding_servicer(model):
-    """An embedding service on the shared loaded model, cache off (these tests are about docverify)."""
-    from services.embedding.config import EmbeddingSettings
-    from services.embedding.server import EmbeddingService
-
-    settings = load_settings(EmbeddingSettings, port=0, metrics_port=-1, redis_url="")
-    return EmbeddingService(settings, load_settings(RuntimeSettings), model=model)
+def embedding_model(facenet_model):
+    """The session's one FaceNet (tests/conftest.py), under the name docverify's tests use."""
+    return facenet_model
 
 
 @pytest.fixture(scope="session")
-def embedding_server(embedding_model):
-    servicer = embedding_servicer(embedding_model)
-    with serve(servicer, label="embedding-for-docverify") as running:
-        yield running
-    servicer.close()
+def embedding_server(face_embedding_server):
+    return face_embedding_server
 
 
 @pytest.fixture(scope="session")
-def detection_server():
-    from services.detection.config import DetectionSettings
-    from services.detection.server import DetectionService
-
-    servicer = DetectionService(
-        load_settings(DetectionSettings, port=0, metrics_port=-1), load_settings(RuntimeSettings)
-    )
-    with serve(servicer, label="detection-for-docverify") as running:
-        yield running
-    servicer.close()
+def detection_server(face_detection_server):
+    return face_detection_server
 
 
 #: Used only when no calibration for the served model is committed yet (see calibration_dir).

@@ -1,4 +1,4 @@
-"""Session fixtures: FaceNet loaded once, real face crops, a served embedding service on real Redis.
+"""Session fixtures: the session's FaceNet, real face crops, a served embedding service on real Redis.
 
 The crops come from the real MTCNN library (box plus margin, squared, 160 px) rather than from
 the detection service, so these tests exercise the embedding service on its own.
@@ -15,20 +15,19 @@ import pytest
 import redis
 from PIL import Image
 
-from services.embedding.config import EmbeddingSettings
 from services.embedding.model import EmbeddingModel
 from services.embedding.server import EmbeddingService
-from services.runtime.config import RuntimeSettings, load_settings
 from services.runtime.model_spec import FACENET
+from tests.conftest import embedding_servicer
 from tests.support import FACES, serve
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 PAIRS_PER_KIND = 10
 
 
 @pytest.fixture(scope="session")
-def model() -> EmbeddingModel:
-    return EmbeddingModel(EmbeddingSettings().models_dir, flip_fusion=True, device="auto")
+def model(facenet_model) -> EmbeddingModel:
+    """The session's one FaceNet (tests/conftest.py), under the name the embedding tests use."""
+    return facenet_model
 
 
 def _pairs(kind: str, count: int) -> list[tuple[str, str]]:
@@ -82,16 +81,16 @@ def distinct_crops(pair_crops) -> list[np.ndarray]:
 
 
 def make_service(model: EmbeddingModel, **overrides: object) -> EmbeddingService:
-    settings = load_settings(EmbeddingSettings, port=0, metrics_port=-1, **overrides)
-    return EmbeddingService(settings, load_settings(RuntimeSettings), model=model)
+    """An embedding service on ``model``; the cache is off unless ``redis_url`` is given."""
+    return embedding_servicer(model, **overrides)
 
 
 @pytest.fixture(scope="session")
-def cache_prefix() -> Iterator[str]:
+def cache_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this run's own, removed afterwards, so tests never meet others' keys."""
     prefix = f"facegate-test:emb:{uuid.uuid4().hex[:12]}"
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(f"{prefix}:*"))
     if keys:
         client.delete(*keys)
@@ -99,9 +98,9 @@ def cache_prefix() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def service(model, cache_prefix) -> Iterator[tuple[EmbeddingService, object]]:
+def service(model, redis_url, cache_prefix) -> Iterator[tuple[EmbeddingService, object]]:
     """The embedding service with batching and the real Redis cache, served on loopback."""
-    servicer = make_service(model, redis_url=REDIS_URL, cache_prefix=cache_prefix, max_faces_per_request=8)
+    servicer = make_service(model, redis_url=redis_url, cache_prefix=cache_prefix, max_faces_per_request=8)
     with serve(servicer, label="embedding-test") as running:
         yield servicer, running
     servicer.close()

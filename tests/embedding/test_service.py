@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -19,6 +16,7 @@ from facegate.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from services.embedding import metrics
 from services.embedding.crops import aligned_face
 from services.runtime.model_spec import FACENET
+from tests.conftest import redis_server
 from tests.embedding.conftest import make_service
 from tests.support import connect, serve
 
@@ -65,7 +63,7 @@ def test_embed_returns_unit_templates_with_their_version(service, model, distinc
     assert len(reply.cache_hits) == 3
 
 
-def test_repeat_is_served_from_the_cache(service, distinct_crops, cache_prefix):
+def test_repeat_is_served_from_the_cache(service, distinct_crops, redis_url, cache_prefix):
     _servicer, running = service
     crop = np.ascontiguousarray(distinct_crops[5][:, ::-1])  # a mirror no other test sends
     hits_before = counter("hit")
@@ -76,7 +74,7 @@ def test_repeat_is_served_from_the_cache(service, distinct_crops, cache_prefix):
     assert list(second.cache_hits) == [True]
     assert np.array_equal(rows(first), rows(second))
     assert counter("hit") == hits_before + 1
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(f"{cache_prefix}:*"))
     assert keys, "nothing was written under this run's prefix"
     ttl = client.ttl(keys[0])
@@ -108,49 +106,12 @@ def test_concurrent_requests_each_get_their_own_rows(model, distinct_crops):
         assert np.allclose(replies[i], expected, atol=1e-4), f"caller {i} got someone else's rows"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def private_redis() -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen]]:
+    """A real redis-server of this test's own on a free port (stopped by the test or at exit).
 
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
-    """A real redis-server of this test's own on a free port (stopped by the test or at exit)."""
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is not installed"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--enable-debug-command",
-            "local",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        with contextlib.suppress(redis.ConnectionError):
-            if client.ping():
-                break
-        time.sleep(0.05)
-    client.close()
-    try:
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
+    Never the session's shared Redis: these tests stop or stall the server they are given.
+    """
+    return redis_server("--enable-debug-command", "local")
 
 
 def test_service_answers_uncached_when_redis_stops(model, distinct_crops):

@@ -4,6 +4,5 @@ from tests.docverify.conftest import (  # noqa: F401  (pytest fixtures, imported
     calibration_dir,
     detection_server,
     docverify_server,
-    embedding_model,
     embedding_server,
 )

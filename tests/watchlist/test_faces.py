@@ -24,10 +24,6 @@ from facegate.v1 import (
     watchlist_pb2_grpc,
 )
 from facegate.v1 import watchlist_pb2 as pb
-from services.detection.config import DetectionSettings
-from services.detection.server import DetectionService
-from services.embedding.config import EmbeddingSettings
-from services.embedding.server import EmbeddingService
 from services.runtime.config import RuntimeSettings, load_settings
 from services.runtime.thresholds import path_for
 from services.watchlist.server import WatchlistService
@@ -42,19 +38,14 @@ IMPOSTORS = 12  # photos of people who are not enrolled
 
 
 @pytest.fixture(scope="session")
-def face_services() -> Iterator[dict[str, str]]:
-    runtime = load_settings(RuntimeSettings)
-    detection = DetectionService(load_settings(DetectionSettings, port=0, metrics_port=-1), runtime)
-    embedding = EmbeddingService(load_settings(EmbeddingSettings, port=0, metrics_port=-1), runtime)
-    with serve(detection, label="detection") as det, serve(embedding, label="embedding") as emb:
-        yield {
-            "detection": f"127.0.0.1:{det.port}",
-            "embedding": f"127.0.0.1:{emb.port}",
-            "det": det,
-            "emb": emb,
-        }
-    embedding.close()
-    detection.close()
+def face_services(face_detection_server, face_embedding_server) -> dict[str, object]:
+    """The session's shared detection and embedding servers (tests/conftest.py): targets and servers."""
+    return {
+        "detection": f"127.0.0.1:{face_detection_server.port}",
+        "embedding": f"127.0.0.1:{face_embedding_server.port}",
+        "det": face_detection_server,
+        "emb": face_embedding_server,
+    }
 
 
 @pytest.fixture(scope="module")
