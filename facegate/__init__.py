@@ -1,4 +1,4 @@
-"""facegate client SDK: plain functions over the services' gRPC APIs (see facegate.api).
+"""facegate client SDK: a Client and plain functions over the services' gRPC APIs (see facegate.api).
 
 Generated protocol stubs live in ``facegate.v1`` (made by ``make proto``; never edited).
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 from facegate.client import health_check, wait_until_serving
 
 __all__ = [
+    "Client",
     "compare_faces",
     "detect_faces",
     "face_embeddings",
+    "face_encodings",
+    "face_locations",
     "health_check",
     "search_watchlists",
     "verify_document",

@@ -1,4 +1,4 @@
-"""The facegate SDK: a handful of plain functions over the services' gRPC APIs.
+"""The facegate SDK: a :class:`Client` and a handful of plain functions over the services.
 
 Images go in as a path, bytes or an RGB numpy array; plain dataclasses, floats and numpy
 vectors come out. Defaults point at `make run`'s local endpoints and are visible in each
@@ -7,26 +7,45 @@ signature, so the common case is one call::
     import facegate
     faces = facegate.detect_faces("traveller.jpg")
     score = facegate.compare_faces("live.jpg", "passport.jpg")
+
+A :class:`Client` keeps its channels open across calls (use it as a context manager); the module
+functions reuse one cached client per set of targets. Every call goes through the client layer's
+face pipeline (``facegate.pipeline``) and raises ``facegate.errors`` exceptions, never a raw
+``grpc.RpcError``: each carries the gRPC ``code`` and a ``message``; bad input and faceless
+images raise subclasses of ``ValueError`` too.
+
+For users of the ``face_recognition`` library, the differences kept on purpose:
+
+* ``face_locations`` returns ``(top, right, bottom, left)`` tuples as there; ``detect_faces`` gives
+  richer :class:`Face` records (box as x, y, width, height; landmarks; quality verdict).
+* ``face_encodings`` returns unit-length 128-d FaceNet templates compared by cosine similarity
+  (higher = more alike), not dlib vectors compared by Euclidean distance (lower = more alike).
+* ``compare_faces`` takes two images and returns their similarity; the calibrated threshold the
+  system decides with lives in the services (``verify_document`` returns it with the outcome).
 """
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 
-from facegate.client import channel
+from facegate.client import open_channel
+from facegate.context import call_context
 from facegate.endpoints import default_target
+from facegate.errors import from_rpc_error
+from facegate.pipeline import ALL_FACES, SUBJECT, FacePipeline
 from facegate.v1 import (
     common_pb2,
     detection_pb2,
-    detection_pb2_grpc,
     docverify_pb2,
     docverify_pb2_grpc,
-    embedding_pb2,
-    embedding_pb2_grpc,
     watchlist_pb2,
     watchlist_pb2_grpc,
 )
@@ -72,7 +91,8 @@ class Candidate:
     category: str = ""
 
 
-def _image(image: ImageLike) -> common_pb2.Image:
+def as_image(image: ImageLike) -> common_pb2.Image:
+    """An ``Image`` message from a path, encoded bytes or an RGB array (sent as PNG)."""
     if isinstance(image, np.ndarray):
         from PIL import Image
 
@@ -105,49 +125,183 @@ def _face(face: detection_pb2.DetectedFace) -> Face:
     )
 
 
+def _location(face: Face) -> tuple[int, int, int, int]:
+    x, y, w, h = face.box
+    return round(y), round(x + w), round(y + h), round(x)
+
+
+def _verification(reply: docverify_pb2.VerifyResponse) -> Verification:
+    return Verification(
+        outcome=_short(docverify_pb2.MatchOutcome.Name(reply.outcome), "MATCH_OUTCOME_"),
+        similarity=reply.similarity,
+        threshold=reply.threshold,
+        target_far=reply.target_far,
+        reasons=tuple(_short(common_pb2.ReasonCode.Name(r.code), "REASON_CODE_") for r in reply.reasons),
+        mrz_valid=reply.mrz.valid if reply.HasField("mrz") else None,
+        model_version=reply.model_version,
+    )
+
+
+class Client:
+    """Open channels to the services, reused by every call; close it (or use ``with``) when done.
+
+    ``timeout`` bounds each method call as a whole (all the RPCs it makes together).
+    """
+
+    def __init__(
+        self,
+        *,
+        detection: str = DETECTION,
+        embedding: str = EMBEDDING,
+        watchlist: str = WATCHLIST,
+        docverify: str = DOCVERIFY,
+        timeout: float = 30.0,
+    ) -> None:
+        self.timeout = timeout
+        self._targets = {"watchlist": watchlist, "docverify": docverify}
+        self._channels: dict[str, grpc.Channel] = {}
+        self.pipeline = FacePipeline.connect(detection, embedding)
+
+    def _channel(self, label: str) -> grpc.Channel:
+        if label not in self._channels:
+            self._channels[label] = open_channel(self._targets[label])
+        return self._channels[label]
+
+    def close(self) -> None:
+        self.pipeline.close()
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _call(self, timeout: float | None) -> Iterator[None]:
+        """One SDK call: one request id and deadline for all its RPCs; gRPC errors as facegate errors."""
+        with call_context(timeout_s=self.timeout if timeout is None else timeout):
+            try:
+                yield
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from None
+
+    # ---- faces ---------------------------------------------------------------------------------
+
+    def detect_faces(self, image: ImageLike, *, timeout: float | None = None) -> list[Face]:
+        """Every face in the image, most confident first (an image without a face gives [])."""
+        options = detection_pb2.DetectionOptions()  # the service's own defaults, no crops needed
+        with self._call(timeout):
+            reply = self.pipeline.detection.Detect(
+                detection_pb2.DetectRequest(image=as_image(image), options=options)
+            )
+        return [_face(f) for f in reply.faces]
+
+    def face_locations(
+        self, image: ImageLike, *, timeout: float | None = None
+    ) -> list[tuple[int, int, int, int]]:
+        """``(top, right, bottom, left)`` of every face, as ``face_recognition.face_locations`` gives."""
+        return [_location(f) for f in self.detect_faces(image, timeout=timeout)]
+
+    def face_embeddings(
+        self, image: ImageLike, *, subject_only: bool = False, timeout: float | None = None
+    ) -> list[np.ndarray]:
+        """A unit-length template per face (or for the subject face only), in detection order."""
+        with self._call(timeout):
+            found = self.pipeline.templates(as_image(image), SUBJECT if subject_only else ALL_FACES)
+        return [t.vector for t in found]
+
+    face_encodings = face_embeddings
+
+    def subject_template(self, image: ImageLike, *, timeout: float | None = None) -> np.ndarray:
+        """The subject face's template; FaceRejected (a ValueError) when the image has no face."""
+        with self._call(timeout):
+            return self.pipeline.template(as_image(image), SUBJECT).vector
+
+    def compare_faces(self, first: ImageLike, second: ImageLike, *, timeout: float | None = None) -> float:
+        """Cosine similarity (-1..1) of the subject faces of two images; ValueError when one has none."""
+        with self._call(timeout):
+            a = self.pipeline.template(as_image(first), SUBJECT, "first image")
+            b = self.pipeline.template(as_image(second), SUBJECT, "second image")
+        return float(np.dot(a.vector, b.vector))
+
+    # ---- documents and watchlists --------------------------------------------------------------
+
+    def verify_document(
+        self,
+        live: ImageLike,
+        *,
+        portrait: ImageLike | None = None,
+        dg2: bytes | None = None,
+        page_scan: ImageLike | None = None,
+        mrz: str = "",
+        timeout: float | None = None,
+    ) -> Verification:
+        """Live capture against exactly one document portrait source, with optional MRZ checks."""
+        sources = [s for s in (portrait, dg2, page_scan) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of portrait=, dg2= or page_scan=")
+        request = docverify_pb2.VerifyRequest(live=as_image(live), mrz=mrz)
+        if portrait is not None:
+            request.portrait_image.CopyFrom(as_image(portrait))
+        elif dg2 is not None:
+            request.dg2 = dg2
+        else:
+            request.page_scan.CopyFrom(as_image(page_scan))
+        with self._call(timeout):
+            reply = docverify_pb2_grpc.DocVerifyServiceStub(self._channel("docverify")).Verify(request)
+        return _verification(reply)
+
+    def search_watchlists(
+        self,
+        image: ImageLike,
+        *,
+        watchlists: tuple[str, ...] = (),
+        top_k: int = 5,
+        threshold: float | None = None,
+        timeout: float | None = None,
+    ) -> list[Candidate]:
+        """1:N search of the image's subject face; candidates at or above the threshold, best first."""
+        with self._call(timeout):
+            probe = self.pipeline.template(as_image(image), SUBJECT)
+            request = watchlist_pb2.SearchRequest(
+                probes=[probe.to_proto()], watchlists=list(watchlists), top_k=top_k
+            )
+            if threshold is not None:
+                request.threshold = threshold
+            reply = watchlist_pb2_grpc.WatchlistServiceStub(self._channel("watchlist")).Search(request)
+        return [
+            Candidate(subject_id=c.subject_id, watchlist=c.watchlist, score=c.score, category=c.info.category)
+            for c in reply.results[0].candidates
+        ]
+
+
+# ---- module functions: one cached client per set of targets --------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def client_for(
+    detection: str = DETECTION,
+    embedding: str = EMBEDDING,
+    watchlist: str = WATCHLIST,
+    docverify: str = DOCVERIFY,
+) -> Client:
+    """The shared client for these targets (module functions use it; it stays open)."""
+    return Client(detection=detection, embedding=embedding, watchlist=watchlist, docverify=docverify)
+
+
 def detect_faces(image: ImageLike, *, target: str = DETECTION, timeout: float = 30.0) -> list[Face]:
     """Every face in the image, most confident first (an image without a face gives [])."""
-    with channel(target) as ch:
-        reply = detection_pb2_grpc.DetectionServiceStub(ch).Detect(
-            detection_pb2.DetectRequest(image=_image(image)), timeout=timeout
-        )
-    return [_face(f) for f in reply.faces]
+    return client_for(detection=target).detect_faces(image, timeout=timeout)
 
 
-def _embed(
-    image: ImageLike, detection_target: str, embedding_target: str, subject_only: bool, timeout: float
-) -> tuple[list[np.ndarray], common_pb2.ModelSpec]:
-    """Detect (crops in the loaded model's geometry) then embed; also returns the model spec used."""
-    with channel(embedding_target) as ech:
-        embed = embedding_pb2_grpc.EmbeddingServiceStub(ech)
-        spec = embed.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=timeout)
-        options = detection_pb2.DetectionOptions(
-            return_crops=True,
-            subject_only=subject_only,
-            alignment=common_pb2.AlignmentSpec(size=spec.input_size, margin=spec.margin),
-        )
-        with channel(detection_target) as dch:
-            detected = detection_pb2_grpc.DetectionServiceStub(dch).Detect(
-                detection_pb2.DetectRequest(image=_image(image), options=options), timeout=timeout
-            )
-        if not detected.faces:
-            return [], spec
-        reply = embed.Embed(
-            embedding_pb2.EmbedRequest(
-                faces=[f.aligned for f in detected.faces], model_version=spec.model_version
-            ),
-            timeout=timeout,
-        )
-    return [np.asarray(e.values, dtype=np.float32) for e in reply.embeddings], spec
-
-
-def _subject_template(
-    image: ImageLike, detection_target: str, embedding_target: str, timeout: float
-) -> tuple[np.ndarray, common_pb2.ModelSpec]:
-    found, spec = _embed(image, detection_target, embedding_target, True, timeout)
-    if not found:
-        raise ValueError("no face found in the image")
-    return found[0], spec
+def face_locations(
+    image: ImageLike, *, target: str = DETECTION, timeout: float = 30.0
+) -> list[tuple[int, int, int, int]]:
+    """``(top, right, bottom, left)`` of every face, as in ``face_recognition``."""
+    return client_for(detection=target).face_locations(image, timeout=timeout)
 
 
 def face_embeddings(
@@ -159,7 +313,11 @@ def face_embeddings(
     timeout: float = 30.0,
 ) -> list[np.ndarray]:
     """A unit-length template per face (or for the subject face only), in detection order."""
-    return _embed(image, detection_target, embedding_target, subject_only, timeout)[0]
+    client = client_for(detection=detection_target, embedding=embedding_target)
+    return client.face_embeddings(image, subject_only=subject_only, timeout=timeout)
+
+
+face_encodings = face_embeddings
 
 
 def compare_faces(
@@ -171,9 +329,8 @@ def compare_faces(
     timeout: float = 30.0,
 ) -> float:
     """Cosine similarity (-1..1) of the subject faces of two images; ValueError when one has none."""
-    a, _ = _subject_template(first, detection_target, embedding_target, timeout)
-    b, _ = _subject_template(second, detection_target, embedding_target, timeout)
-    return float(np.dot(a, b))
+    client = client_for(detection=detection_target, embedding=embedding_target)
+    return client.compare_faces(first, second, timeout=timeout)
 
 
 def verify_document(
@@ -187,26 +344,8 @@ def verify_document(
     timeout: float = 30.0,
 ) -> Verification:
     """Live capture against exactly one document portrait source, with optional MRZ checks."""
-    sources = [s for s in (portrait, dg2, page_scan) if s is not None]
-    if len(sources) != 1:
-        raise ValueError("give exactly one of portrait=, dg2= or page_scan=")
-    request = docverify_pb2.VerifyRequest(live=_image(live), mrz=mrz)
-    if portrait is not None:
-        request.portrait_image.CopyFrom(_image(portrait))
-    elif dg2 is not None:
-        request.dg2 = dg2
-    else:
-        request.page_scan.CopyFrom(_image(page_scan))
-    with channel(target) as ch:
-        reply = docverify_pb2_grpc.DocVerifyServiceStub(ch).Verify(request, timeout=timeout)
-    return Verification(
-        outcome=_short(docverify_pb2.MatchOutcome.Name(reply.outcome), "MATCH_OUTCOME_"),
-        similarity=reply.similarity,
-        threshold=reply.threshold,
-        target_far=reply.target_far,
-        reasons=tuple(_short(common_pb2.ReasonCode.Name(r.code), "REASON_CODE_") for r in reply.reasons),
-        mrz_valid=reply.mrz.valid if reply.HasField("mrz") else None,
-        model_version=reply.model_version,
+    return client_for(docverify=target).verify_document(
+        live, portrait=portrait, dg2=dg2, page_scan=page_scan, mrz=mrz, timeout=timeout
     )
 
 
@@ -222,16 +361,7 @@ def search_watchlists(
     timeout: float = 30.0,
 ) -> list[Candidate]:
     """1:N search of the image's subject face; candidates at or above the threshold, best first."""
-    vector, spec = _subject_template(image, detection_target, embedding_target, timeout)
-    probe = common_pb2.Embedding(
-        values=vector.tolist(), model_id=spec.model_id, model_version=spec.model_version
+    client = client_for(detection=detection_target, embedding=embedding_target, watchlist=watchlist_target)
+    return client.search_watchlists(
+        image, watchlists=watchlists, top_k=top_k, threshold=threshold, timeout=timeout
     )
-    request = watchlist_pb2.SearchRequest(probes=[probe], watchlists=list(watchlists), top_k=top_k)
-    if threshold is not None:
-        request.threshold = threshold
-    with channel(watchlist_target) as ch:
-        reply = watchlist_pb2_grpc.WatchlistServiceStub(ch).Search(request, timeout=timeout)
-    return [
-        Candidate(subject_id=c.subject_id, watchlist=c.watchlist, score=c.score, category=c.info.category)
-        for c in reply.results[0].candidates
-    ]

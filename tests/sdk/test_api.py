@@ -121,3 +121,34 @@ def test_search_watchlists_finds_an_enrolled_person_from_another_photo(targets, 
             assert facegate.search_watchlists(OTHER, watchlist_target=target, **kw) == []
     finally:
         service.close()
+
+
+def test_client_speaks_face_recognition_locations_and_encodings(targets) -> None:
+    with facegate.Client(
+        detection=targets["detection_target"], embedding=targets["embedding_target"]
+    ) as client:
+        ((top, right, bottom, left),) = client.face_locations(SAME[0])
+        (face,) = client.detect_faces(SAME[0])
+        x, y, w, h = face.box
+        assert (top, right, bottom, left) == (round(y), round(x + w), round(y + h), round(x))
+        assert top < bottom and left < right
+        encodings = client.face_encodings(SAME[0], subject_only=True)
+        assert float(np.dot(encodings[0], client.subject_template(SAME[1]))) > 0.5
+        assert client.compare_faces(*SAME) > 0.5
+
+
+def test_sdk_errors_carry_the_grpc_code_instead_of_raw_rpc_errors(targets) -> None:
+    from facegate.errors import FacegateError, InvalidArgument, ServiceFailure
+    from tests.docverify.conftest import unused_target
+
+    with pytest.raises(InvalidArgument) as err:
+        facegate.detect_faces(b"definitely not an image", target=targets["detection_target"])
+    assert err.value.code.name == "INVALID_ARGUMENT" and "unrecognised" in err.value.message
+    assert isinstance(err.value, ValueError)
+    dead = unused_target()
+    with facegate.Client(detection=dead, embedding=dead, timeout=3) as client:
+        with pytest.raises(FacegateError) as err:
+            client.detect_faces(SAME[0])
+        assert err.value.code.name == "UNAVAILABLE"
+        with pytest.raises(ServiceFailure):
+            client.compare_faces(*SAME)
