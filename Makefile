@@ -11,7 +11,7 @@ PROTOS := $(wildcard proto/facegate/v1/*.proto)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all setup proto models run test lint bench lock clean distclean
+.PHONY: all setup proto models run test lint bench lock docs clean distclean
 
 all: setup proto models
 
@@ -50,6 +50,10 @@ lint: setup proto
 
 bench: setup proto models
 	$(PY) -m bench $(BENCH)
+
+# Rewrite the configuration tables in README.md and docs/ from the settings classes (tools/config_docs.py).
+docs: setup proto
+	$(PY) -m tools.config_docs
 
 # Re-resolve requirements.lock from pyproject.toml's direct pins (run after changing them), then one
 # lock per optional group in requirements/ at the same versions (tools/lock.py). pip resolves in a

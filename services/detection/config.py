@@ -31,25 +31,49 @@ class DetectionSettings(ServiceSettings):
     min_confidence: float = Field(0.9, ge=0.0, le=1.0, description="Default minimum face probability.")
     min_face_size: int = Field(20, ge=0, le=10_000, description="Default minimum face box side, pixels.")
     max_faces: int = Field(50, ge=0, le=10_000, description="Default cap on faces returned (0 = none).")
-    subject_selection: Literal["largest", "most_central"] = "most_central"
+    subject_selection: Literal["largest", "most_central"] = Field(
+        "most_central", description="Default choice of the subject face when there are several."
+    )
     landmark_check: bool = Field(True, description="Drop detections whose landmarks no face can have.")
-    alignment_size: int = Field(MODEL_SPEC.input_size, ge=MIN_SIZE, le=MAX_SIZE)
-    alignment_margin: float = Field(MODEL_SPEC.margin, ge=MIN_MARGIN, le=MAX_MARGIN)
+    alignment_size: int = Field(
+        MODEL_SPEC.input_size,
+        ge=MIN_SIZE,
+        le=MAX_SIZE,
+        description="Default side of the aligned crop, pixels (the embedding model spec).",
+    )
+    alignment_margin: float = Field(
+        MODEL_SPEC.margin,
+        ge=MIN_MARGIN,
+        le=MAX_MARGIN,
+        description="Default margin around the face in the aligned crop, as a fraction of its size (model spec).",
+    )
     max_batch: int = Field(16, ge=1, le=256, description="Most images in one DetectBatch call.")
     batch_retry_empty: bool = Field(
         True, description="Re-run alone any image a batch reports without a face (batch-mode guard)."
     )
 
-    q_min_inter_eye_px: float = Field(60.0, ge=0)
-    q_max_yaw_deg: float = Field(20.0, ge=0, le=90)
-    q_max_pitch_deg: float = Field(20.0, ge=0, le=90)
-    q_max_roll_deg: float = Field(15.0, ge=0, le=180)
-    q_min_sharpness: float = Field(700.0, ge=0)
-    q_min_brightness: float = Field(50.0, ge=0, le=255)
-    q_max_brightness: float = Field(210.0, ge=0, le=255)
-    q_min_contrast: float = Field(15.0, ge=0, le=255)
-    q_min_in_frame: float = Field(0.98, ge=0, le=1)
-    q_min_confidence: float = Field(0.95, ge=0, le=1)
+    q_min_inter_eye_px: float = Field(
+        60.0, ge=0, description="Quality: smallest distance between the eyes, pixels."
+    )
+    q_max_yaw_deg: float = Field(20.0, ge=0, le=90, description="Quality: largest |yaw|, degrees.")
+    q_max_pitch_deg: float = Field(20.0, ge=0, le=90, description="Quality: largest |pitch|, degrees.")
+    q_max_roll_deg: float = Field(15.0, ge=0, le=180, description="Quality: largest |roll|, degrees.")
+    q_min_sharpness: float = Field(
+        700.0, ge=0, description="Quality: smallest Laplacian variance of the 64 px normalised face patch."
+    )
+    q_min_brightness: float = Field(
+        50.0, ge=0, le=255, description="Quality: darkest mean luminance of the face patch."
+    )
+    q_max_brightness: float = Field(
+        210.0, ge=0, le=255, description="Quality: brightest mean luminance of the face patch."
+    )
+    q_min_contrast: float = Field(
+        15.0, ge=0, le=255, description="Quality: smallest luminance standard deviation of the face patch."
+    )
+    q_min_in_frame: float = Field(
+        0.98, ge=0, le=1, description="Quality: smallest fraction of the face box inside the image."
+    )
+    q_min_confidence: float = Field(0.95, ge=0, le=1, description="Quality: smallest detector confidence.")
 
     @model_validator(mode="after")
     def _brightness_range(self) -> DetectionSettings:

@@ -36,7 +36,7 @@ class DocverifySettings(ServiceSettings):
         description="Deadline of each detection/embedding call; past it: SERVICE_UNAVAILABLE.",
     )
     calibration_dir: Path = Field(
-        CALIBRATION_DIR, description="Folder of calibrated thresholds (<model_version>.json)."
+        CALIBRATION_DIR, description="Folder of calibrated thresholds (`<model_version>.json`)."
     )
     default_far: float | None = Field(
         None,
@@ -64,7 +64,7 @@ class DocverifySettings(ServiceSettings):
 
     # Document portrait: a printed or chip photo, small and often tinted.
     portrait_min_face_size: int = Field(
-        20, ge=12, le=4096, description="Smallest portrait face side searched for on a page scan, pixels."
+        20, ge=12, le=4096, description="Smallest face side searched for on a document image, pixels."
     )
     portrait_min_confidence: float = Field(
         0.8, ge=0, le=1, description="MTCNN probability a document portrait face must reach."
@@ -72,8 +72,8 @@ class DocverifySettings(ServiceSettings):
     portrait_min_inter_eye_px: float = Field(
         20.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 23-86)."
     )
-    portrait_max_yaw_deg: float = Field(30.0, gt=0, le=90, description="Largest portrait yaw, degrees.")
-    portrait_max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest portrait roll, degrees.")
+    portrait_max_yaw_deg: float = Field(30.0, gt=0, le=90, description="Largest portrait |yaw|, degrees.")
+    portrait_max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest portrait |roll|, degrees.")
     portrait_min_sharpness: float = Field(
         100.0,
         ge=0,

@@ -22,16 +22,17 @@ class EmbeddingSettings(ServiceSettings):
     metrics_port: MetricsPort = DEFAULT_PORTS["embedding"][1]
 
     models_dir: Path = Field(
-        REPO / "models", description="Folder holding facenet.keras (from `make models`)."
+        REPO / "models", description="Folder holding facenet.keras and its manifest (from `make models`)."
     )
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: first GPU TensorFlow sees, else CPU; gpu: fail at start without one."
     )
     flip_fusion: bool = Field(
-        True, description="Fuse each crop's mirror image into its embedding (measured to help; docs)."
+        True,
+        description="Fuse each crop's mirror image into its embedding (measured to help; doubles model cost).",
     )
     max_faces_per_request: int = Field(
-        64, ge=1, le=4096, description="Embed requests above this are refused."
+        64, ge=1, le=4096, description="Embed requests with more faces are refused with RESOURCE_EXHAUSTED."
     )
     batching: bool = Field(True, description="Merge concurrent requests into shared model calls.")
     max_batch: int = Field(32, ge=1, le=1024, description="Largest model call the batcher builds.")
@@ -43,7 +44,9 @@ class EmbeddingSettings(ServiceSettings):
         validation_alias=AliasChoices("FACEGATE_EMBEDDING_REDIS_URL", "REDIS_URL"),
         description="Embedding cache; empty string switches the cache off.",
     )
-    cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, le=365 * 24 * 3600, description="Cache entry lifetime.")
+    cache_ttl_s: int = Field(
+        7 * 24 * 3600, ge=1, le=365 * 24 * 3600, description="Cache entry lifetime, seconds (default 7 days)."
+    )
     cache_timeout_ms: float = Field(
         50.0, gt=0, le=10_000, description="Socket timeout per Redis call; slower counts as down."
     )

@@ -15,9 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _SECRET_HINTS = ("token", "password", "secret", "key")
 
 #: A TCP port for gRPC (0 = let the OS pick, handy in tests).
-Port = Annotated[int, Field(ge=0, le=65535)]
+Port = Annotated[int, Field(ge=0, le=65535, description="gRPC port (0 = any free port).")]
 #: The Prometheus port (0 = let the OS pick, -1 = no metrics endpoint).
-MetricsPort = Annotated[int, Field(ge=-1, le=65535)]
+MetricsPort = Annotated[
+    int, Field(ge=-1, le=65535, description="Prometheus /metrics port (0 = any free port, -1 = off).")
+]
 
 
 class ConfigError(SystemExit):
@@ -36,8 +38,14 @@ class RuntimeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FACEGATE_", extra="ignore", frozen=True)
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    host: str = Field("127.0.0.1", min_length=1, description="Interface the gRPC and metrics servers bind.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level of the JSON log lines written to stderr."
+    )
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Interface the gRPC and metrics servers bind (0.0.0.0 in containers).",
+    )
     max_workers: int = Field(16, ge=1, le=1024, description="gRPC handler threads per server.")
     max_concurrent_rpcs: int = Field(
         64, ge=1, le=100_000, description="In-flight RPCs above this are refused with RESOURCE_EXHAUSTED."

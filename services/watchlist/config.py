@@ -42,29 +42,58 @@ class WatchlistSettings(ServiceSettings):
         description="Milvus token ('user:password' or an API key); empty for Lite and open servers.",
     )
     milvus_db: str = Field("", pattern=r"^[A-Za-z0-9_]{0,64}$", description="Milvus database ('' = default).")
-    collection_prefix: str = Field("facegate_wl", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
-    milvus_timeout_s: float = Field(10.0, gt=0, le=300)
+    collection_prefix: str = Field(
+        "facegate_wl",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,40}$",
+        description="Prefix of the three Milvus collections (lists, subjects, templates).",
+    )
+    milvus_timeout_s: float = Field(10.0, gt=0, le=300, description="Timeout of each Milvus call, seconds.")
 
     search_mode: Literal["auto", "memory", "milvus"] = Field(
         "auto",
         description="memory: in-process exact index kept in sync with Milvus; milvus: search in Milvus; "
         "auto: memory for Lite (the only owner of its data), milvus for a server.",
     )
-    search_consistency: Literal["Session", "Bounded", "Strong"] = "Session"
-    index_type: IndexType = "HNSW"
-    index_params: dict[str, int] = Field(default_factory=lambda: {"M": 16, "efConstruction": 200})
-    search_params: dict[str, int] = Field(default_factory=lambda: {"ef": 64})
+    search_consistency: Literal["Session", "Bounded", "Strong"] = Field(
+        "Session", description="Milvus consistency level of searches and reads."
+    )
+    index_type: IndexType = Field(
+        "HNSW", description="Milvus index on the templates; applies when the collection is created."
+    )
+    index_params: dict[str, int] = Field(
+        default_factory=lambda: {"M": 16, "efConstruction": 200},
+        description="JSON build parameters of that index.",
+    )
+    search_params: dict[str, int] = Field(
+        default_factory=lambda: {"ef": 64},
+        description="JSON search parameters (ef is raised to the hit limit when smaller).",
+    )
 
-    model_version: str = Field(MODEL.model_version, pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    dimension: int = Field(MODEL.dimension, ge=2, le=4096)
-    calibration_dir: Path | None = Field(None, description="Threshold files; unset = the shipped ones.")
+    model_version: str = Field(
+        MODEL.model_version,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Model version of new lists when the request names none (default: the FaceNet weights' SHA-256).",
+    )
+    dimension: int = Field(
+        MODEL.dimension, ge=2, le=4096, description="Embedding dimension of the templates collection."
+    )
+    calibration_dir: Path | None = Field(
+        None,
+        description="Folder of calibrated threshold files; unset: the shipped services/runtime/calibration.",
+    )
 
-    default_top_k: int = Field(10, ge=1, le=100)
-    max_probes: int = Field(32, ge=1, le=1024)
-    max_templates_per_request: int = Field(16, ge=1, le=1000)
-    max_templates_per_subject: int = Field(20, ge=1, le=100)
-    default_page_size: int = Field(50, ge=1, le=10_000)
-    max_page_size: int = Field(500, ge=1, le=10_000)
+    default_top_k: int = Field(10, ge=1, le=100, description="top_k of a Search request that gives 0.")
+    max_probes: int = Field(32, ge=1, le=1024, description="Most probes in one Search request.")
+    max_templates_per_request: int = Field(
+        16, ge=1, le=1000, description="Most templates in one Enroll or AddTemplates request."
+    )
+    max_templates_per_subject: int = Field(
+        20, ge=1, le=100, description="Most templates one subject may hold."
+    )
+    default_page_size: int = Field(
+        50, ge=1, le=10_000, description="ListSubjects page size when a request gives 0."
+    )
+    max_page_size: int = Field(500, ge=1, le=10_000, description="Largest ListSubjects page.")
 
     @field_validator("index_params", "search_params", mode="before")
     @classmethod
