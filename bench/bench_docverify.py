@@ -92,6 +92,13 @@ def _time(call, samples: int = SAMPLES) -> list[float]:
 
 def main() -> None:
     from facegate.client import channel
+    from facegate.thresholds import (
+        CALIBRATION_DIR,
+        OperatingPoint,
+        Thresholds,
+        path_for,
+        write_thresholds,
+    )
     from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
     from services.detection.config import DetectionSettings
     from services.detection.server import DetectionService
@@ -104,13 +111,6 @@ def main() -> None:
     from services.runtime.config import RuntimeSettings, load_settings
     from services.runtime.model_spec import FACENET
     from services.runtime.server import start_server
-    from services.runtime.thresholds import (
-        CALIBRATION_DIR,
-        OperatingPoint,
-        Thresholds,
-        path_for,
-        write_thresholds,
-    )
 
     runtime = load_settings(RuntimeSettings)
     running = []

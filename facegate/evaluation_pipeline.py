@@ -1,10 +1,9 @@
 """Run pairs files through the real services: detection (aligned crop) → embedding → cosine score.
 
 `facegate eval` and `facegate calibrate` measure the system the way it runs: every image goes
-through the detection service's Detect (subject face, aligned to the embedding model's own
-AlignmentSpec read from GetModelInfo) and then the embedding service's Embed, over gRPC. With
-no targets given, both services are started in this process on loopback through the shared
-runtime, which is the same code path as the deployed servers.
+through the one face pipeline (``facegate.pipeline``: Detect with the embedding model's own
+geometry, then Embed with the model version pinned), over gRPC. With no targets given, both
+services are started as local processes by the launcher (``facegate.launcher.local_services``).
 """
 
 from __future__ import annotations
@@ -14,20 +13,17 @@ import csv
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import grpc
 import numpy as np
+from tqdm import tqdm
 
-from facegate.client import channel, wait_until_serving
-from facegate.v1 import (
-    common_pb2,
-    detection_pb2,
-    detection_pb2_grpc,
-    embedding_pb2,
-    embedding_pb2_grpc,
-)
+from facegate.client import wait_until_serving
+from facegate.context import call_context
+from facegate.errors import FacegateError, FaceRejected, ServiceFailure
+from facegate.pipeline import EVALUATION, FacePipeline
+from facegate.v1 import common_pb2
 
 log = logging.getLogger("facegate.eval")
 
@@ -88,54 +84,58 @@ def read_pairs(path: Path) -> PairsFile:
 @dataclass
 class ImageResult:
     vector: np.ndarray | None
-    status: str  # "ok", "no_face", or "error:<grpc code>"
+    status: str  # "ok", "no_face", or "error:<stage>:<grpc code>"
+
+
+def _status(error: FacegateError) -> str:
+    """Eval's error category: which stage failed, and with which status code."""
+    if isinstance(error, FaceRejected):
+        return "no_face"
+    stage = "detect" if error.service == "detection" else "embed"
+    code = error.upstream_code if isinstance(error, ServiceFailure) else error.code
+    return f"error:{stage}:{code.name}"
 
 
 @dataclass
 class PipelineClient:
-    """Detection + embedding stubs and the crop geometry the embedding model asked for."""
+    """The face pipeline with the evaluation policy (most central face, any quality)."""
 
-    detection: detection_pb2_grpc.DetectionServiceStub
-    embedding: embedding_pb2_grpc.EmbeddingServiceStub
+    pipeline: FacePipeline
     margin: float | None = None  # overrides the model's alignment margin (for tuning the ModelSpec)
     spec: common_pb2.ModelSpec = field(init=False)
 
     def __post_init__(self) -> None:
-        self.spec = self.embedding.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=RPC_TIMEOUT_S)
-        if self.margin is None:
-            self.margin = self.spec.margin
+        with call_context(timeout_s=RPC_TIMEOUT_S):
+            self.spec = self.pipeline.model_spec()
+        self.policy = replace(EVALUATION, margin=self.margin)
 
     def embed_image(self, path: Path) -> ImageResult:
-        options = detection_pb2.DetectionOptions(
-            return_crops=True,
-            subject_only=True,
-            subject_selection=detection_pb2.SUBJECT_SELECTION_MOST_CENTRAL,
-            alignment=common_pb2.AlignmentSpec(size=self.spec.input_size, margin=self.margin),
-        )
-        request = detection_pb2.DetectRequest(image=common_pb2.Image(data=path.read_bytes()), options=options)
+        image = common_pb2.Image(data=path.read_bytes())
         try:
-            found = self.detection.Detect(request, timeout=RPC_TIMEOUT_S)
-        except grpc.RpcError as exc:
-            return ImageResult(None, f"error:detect:{exc.code().name}")
-        if found.subject_index < 0 or not found.faces:
-            return ImageResult(None, "no_face")
-        subject = found.faces[found.subject_index if found.subject_index < len(found.faces) else 0]
-        if not subject.aligned.rgb:
-            return ImageResult(None, "error:detect:no_crop")
-        try:
-            reply = self.embedding.Embed(
-                embedding_pb2.EmbedRequest(faces=[subject.aligned], model_version=self.spec.model_version),
-                timeout=RPC_TIMEOUT_S,
-            )
-        except grpc.RpcError as exc:
-            return ImageResult(None, f"error:embed:{exc.code().name}")
-        return ImageResult(np.asarray(reply.embeddings[0].values, dtype=np.float32), "ok")
+            with call_context(timeout_s=RPC_TIMEOUT_S):
+                template = self.pipeline.template(image, self.policy, path.name)
+        except FacegateError as exc:
+            return ImageResult(None, _status(exc))
+        return ImageResult(template.vector, "ok")
 
-    def embed_images(self, base: Path, paths: Sequence[str], workers: int = 4) -> dict[str, ImageResult]:
-        """Concurrent calls, so the embedding service's batcher can merge them."""
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="eval") as pool:
-            results = pool.map(lambda p: self.embed_image(base / p), paths)
-            return dict(zip(paths, results, strict=True))
+    def embed_images(
+        self, base: Path, paths: Sequence[str], workers: int = 4, progress: bool | None = None
+    ) -> dict[str, ImageResult]:
+        """Concurrent calls, so the embedding service's batcher can merge them.
+
+        A progress bar goes to stderr on a terminal (``progress=None``), always (True) or never (False).
+        """
+        with (
+            ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="eval") as pool,
+            tqdm(total=len(paths), unit="image", disable=None if progress is None else not progress) as bar,
+        ):
+            results = {}
+            for path, result in zip(
+                paths, pool.map(lambda p: self.embed_image(base / p), paths), strict=True
+            ):
+                results[path] = result
+                bar.update(1)
+            return results
 
 
 @contextlib.contextmanager
@@ -145,47 +145,8 @@ def connect(
     for target in (detection_target, embedding_target):
         if not wait_until_serving(target, timeout=60):
             raise ConnectionError(f"no SERVING service at {target}")
-    with channel(detection_target) as det, channel(embedding_target) as emb:
-        yield PipelineClient(
-            detection_pb2_grpc.DetectionServiceStub(det), embedding_pb2_grpc.EmbeddingServiceStub(emb), margin
-        )
-
-
-@contextlib.contextmanager
-def local_services(flip_fusion: bool | None = None) -> Iterator[tuple[str, str]]:
-    """Start the real detection and embedding servicers on loopback; yields their targets.
-
-    Settings come from the environment as for the deployed services (ports forced to
-    ephemeral, no metrics endpoint); ``flip_fusion`` overrides the embedding setting.
-    """
-    # Imported here: only this path needs the services (and TensorFlow) in the CLI process.
-    from services.detection.config import DetectionSettings
-    from services.detection.server import DetectionService
-    from services.embedding.config import EmbeddingSettings
-    from services.embedding.server import EmbeddingService
-    from services.runtime.config import RuntimeSettings, load_settings
-    from services.runtime.server import start_server
-
-    runtime = load_settings(RuntimeSettings)
-    emb_overrides: dict[str, object] = {"port": 0, "metrics_port": -1}
-    if flip_fusion is not None:
-        emb_overrides["flip_fusion"] = flip_fusion
-    servicers = [
-        ("detection", DetectionService(load_settings(DetectionSettings, port=0, metrics_port=-1), runtime)),
-        ("embedding", EmbeddingService(load_settings(EmbeddingSettings, **emb_overrides), runtime)),
-    ]
-    running = []
-    try:
-        for label, servicer in servicers:
-            server = start_server(label=label, servicer=servicer, runtime=runtime, port=0, metrics_port=-1)
-            running.append((server, servicer))
-            servicer.warmup()
-            server.set_serving(True)
-        yield tuple(f"127.0.0.1:{server.port}" for server, _ in running)  # type: ignore[misc]
-    finally:
-        for server, servicer in reversed(running):
-            server.drain(0)
-            servicer.close()
+    with FacePipeline.connect(detection_target, embedding_target) as pipeline:
+        yield PipelineClient(pipeline, margin)
 
 
 @dataclass

@@ -2,21 +2,29 @@
 
 Starts Redis too when none answers at REDIS_URL and `redis-server` is installed; otherwise the
 embedding service runs uncached (and this says so). Ctrl-C (or SIGTERM) drains and stops all.
+
+This is the launcher side of the client layer: it starts services as child processes
+(``python -m services.<name>``) and talks to them over gRPC, but never imports their code, so
+the client package stays free of TensorFlow. :func:`local_services` starts a few of them on free
+ports for commands such as ``facegate eval``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from facegate.client import health_check
+from facegate.client import health_check, wait_until_serving
 from facegate.endpoints import DEFAULT_PORTS, HOST, SERVICE_NAMES
 
 #: start order: the gateway and docverify call the others, so they come last.
@@ -29,6 +37,7 @@ PROCESSES: list[tuple[str, str]] = [
 ]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 READY_TIMEOUT_S = float(os.environ.get("FACEGATE_LAUNCHER_READY_TIMEOUT", "300"))
+MODULES = dict(PROCESSES)
 
 
 def _port(label: str) -> int:
@@ -98,6 +107,58 @@ def ensure_redis(env: dict[str, str], var: Path) -> subprocess.Popen | None:
     return proc
 
 
+def start_process(label: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen:
+    """Start one service as a child process, its JSON log lines appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", MODULES[label]], env=dict(env), stderr=log, stdout=log)
+
+
+def stop_processes(procs: Mapping[str, subprocess.Popen], timeout: float = 30) -> None:
+    """SIGTERM (drain) every process still running; kill any that outlives ``timeout``."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for label, proc in procs.items():
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{label} did not stop in time; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def local_services(
+    labels: Sequence[str], overrides: Mapping[str, str] | None = None, log_dir: Path | None = None
+) -> Iterator[dict[str, str]]:
+    """Start ``labels`` as child processes on free loopback ports; yields label -> "host:port".
+
+    The environment is this process's plus ``overrides`` (e.g. FACEGATE_EMBEDDING_FLIP_FUSION);
+    metrics endpoints are off. Logs go to ``log_dir`` (a temporary folder by default). The
+    processes are drained and stopped when the block ends, also on error.
+    """
+    env = {**os.environ, **(overrides or {})}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    targets = {}
+    for label in labels:
+        port = _free_port()
+        env[f"FACEGATE_{label.upper()}_PORT"] = str(port)
+        env[f"FACEGATE_{label.upper()}_METRICS_PORT"] = "-1"
+        targets[label] = f"{HOST}:{port}"
+    logs = Path(log_dir or tempfile.mkdtemp(prefix="facegate-local-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for label in labels:
+            procs[label] = start_process(label, env, logs / f"{label}.log")
+        for label in labels:
+            if not wait_until_serving(targets[label], SERVICE_NAMES[label], timeout=READY_TIMEOUT_S):
+                raise RuntimeError(f"{label} did not become SERVING; see {logs / (label + '.log')}")
+        yield targets
+    finally:
+        stop_processes(procs)
+
+
 def main() -> int:
     var = Path(os.environ.get("FACEGATE_VAR_DIR", "var")).resolve()
     var.mkdir(parents=True, exist_ok=True)
@@ -124,9 +185,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop_all)
 
     print(f"logs:      {var / 'logs'}/<service>.log (JSON lines)")
-    for label, module in PROCESSES:
-        log = (var / "logs" / f"{label}.log").open("ab")
-        procs[label] = subprocess.Popen([sys.executable, "-m", module], env=env, stderr=log, stdout=log)
+    for label, _ in PROCESSES:
+        procs[label] = start_process(label, env, var / "logs" / f"{label}.log")
         print(
             f"{label:<10} grpc {HOST}:{_port(label):<6} metrics http://{HOST}:{_metrics_port(label)}/metrics"
         )
@@ -151,15 +211,7 @@ def main() -> int:
         time.sleep(0.5)
 
     print("stopping…")
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for label, proc in procs.items():
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            print(f"{label} did not stop in time; killing it")
-            proc.kill()
+    stop_processes(procs)
     if redis_proc is not None:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)

@@ -81,8 +81,8 @@ def test_eval_reports_the_protocol_numbers(subset: Path, tmp_path: Path):
 
 @pytest.mark.slow
 def test_calibrate_writes_versioned_thresholds(subset: Path, tmp_path: Path):
+    from facegate.thresholds import load_thresholds
     from services.runtime.model_spec import FACENET
-    from services.runtime.thresholds import load_thresholds
 
     env = {**os.environ, "REDIS_URL": "", "TF_CPP_MIN_LOG_LEVEL": "2", "FACEGATE_LOG_LEVEL": "WARNING"}
     proc = subprocess.run(

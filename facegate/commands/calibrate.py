@@ -32,9 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="all-cross",
         help="all-cross: every pair of images of different identities (folder names); pairs: the file's own",
     )
-    p.add_argument(
-        "--out-dir", type=Path, help="thresholds directory (default: services/runtime/calibration)"
-    )
+    p.add_argument("--out-dir", type=Path, help="thresholds directory (default: facegate/calibration)")
     p.add_argument("--json", action="store_true", help="print the written thresholds as JSON")
     p.set_defaults(func=run)
 
@@ -51,7 +49,7 @@ def cross_identity_scores(images: dict[str, Any]) -> tuple[np.ndarray, int, int]
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.runtime.thresholds import CALIBRATION_DIR, OperatingPoint, Thresholds, write_thresholds
+    from facegate.thresholds import CALIBRATION_DIR, OperatingPoint, Thresholds, write_thresholds
 
     if not 0 < args.far < 1:
         raise SystemExit("--far must be between 0 and 1")

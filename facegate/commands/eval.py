@@ -18,28 +18,25 @@ from facegate.evaluation_pipeline import (
     PipelineClient,
     ScoredPairs,
     connect,
-    local_services,
     read_pairs,
     score_pairs,
     write_scores,
 )
+from facegate.launcher import local_services
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by eval and calibrate: where the services are and how hard to drive them."""
     p.add_argument("--pairs", type=Path, required=True, help="TSV with header left_path right_path same")
-    p.add_argument(
-        "--detection", metavar="HOST:PORT", help="detection service (default: start one in-process)"
-    )
-    p.add_argument(
-        "--embedding", metavar="HOST:PORT", help="embedding service (default: start one in-process)"
-    )
+    p.add_argument("--detection", metavar="HOST:PORT", help="detection service (default: start a local one)")
+    p.add_argument("--embedding", metavar="HOST:PORT", help="embedding service (default: start a local one)")
     p.add_argument("--workers", type=int, default=4, help="concurrent images in flight (default 4)")
     p.add_argument(
         "--flip-fusion",
         choices=("on", "off"),
-        help="in-process embedding service only: override FACEGATE_EMBEDDING_FLIP_FUSION",
+        help="local embedding service only: override FACEGATE_EMBEDDING_FLIP_FUSION",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: one on a terminal)")
     p.add_argument(
         "--margin",
         type=float,
@@ -58,15 +55,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 @contextlib.contextmanager
 def pipeline(args: argparse.Namespace) -> Iterator[PipelineClient]:
     if bool(args.detection) != bool(args.embedding):
-        raise SystemExit("give both --detection and --embedding, or neither (then both run in-process)")
+        raise SystemExit("give both --detection and --embedding, or neither (then both run locally)")
     if args.detection:
         if args.flip_fusion:
-            raise SystemExit("--flip-fusion only applies to the in-process embedding service")
+            raise SystemExit("--flip-fusion only applies to the local embedding service")
         with connect(args.detection, args.embedding, args.margin) as client:
             yield client
         return
-    flip = None if args.flip_fusion is None else args.flip_fusion == "on"
-    with local_services(flip_fusion=flip) as (det, emb), connect(det, emb, args.margin) as client:
+    overrides = (
+        {} if args.flip_fusion is None else {"FACEGATE_EMBEDDING_FLIP_FUSION": str(args.flip_fusion == "on")}
+    )
+    with (
+        local_services(("detection", "embedding"), overrides) as targets,
+        connect(targets["detection"], targets["embedding"], args.margin) as client,
+    ):
         yield client
 
 
@@ -74,7 +76,8 @@ def run_pairs(args: argparse.Namespace) -> tuple[Any, ScoredPairs, PipelineClien
     pairs = read_pairs(args.pairs)
     started = time.perf_counter()
     with pipeline(args) as client:
-        images = client.embed_images(pairs.base, pairs.image_paths(), workers=args.workers)
+        progress = False if args.no_progress else None
+        images = client.embed_images(pairs.base, pairs.image_paths(), workers=args.workers, progress=progress)
         scored = score_pairs(pairs, images)
     return pairs, scored, client, time.perf_counter() - started
 
@@ -134,8 +137,8 @@ def build_report(pairs: Any, scored: ScoredPairs, spec: Any, wall_s: float) -> d
 
 def shipped_threshold_report(scored: ScoredPairs, same: Any, spec: Any) -> dict[str, Any]:
     """Accuracy at the committed calibration for this model version (None when there is none)."""
-    from services.runtime.errors import FailedPrecondition
-    from services.runtime.thresholds import load_thresholds
+    from facegate.errors import FailedPrecondition
+    from facegate.thresholds import load_thresholds
 
     try:
         thresholds = load_thresholds(spec.model_version)

@@ -1,7 +1,8 @@
 """`facegate watchlist import`: bulk enrolment from a folder of <subject>/<photo> or a CSV manifest.
 
-Each photo goes through the detection service (exactly one face, acceptable quality, aligned crop)
-and the embedding service, and its template is enrolled in the watchlist service. Re-running is
+Each photo goes through the one face pipeline (``facegate.pipeline``: exactly one face, acceptable
+quality, cut in the embedding model's geometry and embedded with its version pinned, as at the
+gate), and its template is enrolled in the watchlist service. Re-running is
 safe and cheap: subject ids and idempotency keys derive from the subject name and the photo bytes,
 and each template records the photo's content hash in its ``source``, so photos already imported
 are skipped before detection runs.
@@ -21,16 +22,11 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
-from facegate.client import channel
+from facegate.client import open_channel
 from facegate.endpoints import default_target
-from facegate.v1 import (
-    common_pb2,
-    detection_pb2,
-    detection_pb2_grpc,
-    embedding_pb2,
-    embedding_pb2_grpc,
-    watchlist_pb2_grpc,
-)
+from facegate.errors import FacegateError, FaceRejected, InvalidArgument, ResourceExhausted
+from facegate.pipeline import FacePipeline, FacePolicy
+from facegate.v1 import common_pb2, watchlist_pb2_grpc
 from facegate.v1 import watchlist_pb2 as pb
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".jp2", ".j2k"}
@@ -41,6 +37,11 @@ KINDS = {
 }
 MAX_PER_REQUEST = 16
 RPC_TIMEOUT_S = 60.0
+REJECTIONS = {
+    FaceRejected.NO_FACE: "no face",
+    FaceRejected.SEVERAL_FACES: "several faces",
+    FaceRejected.LOW_QUALITY: "low quality",
+}
 
 
 @dataclass
@@ -125,15 +126,17 @@ class Importer:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self._channels = [channel(args.detection), channel(args.embedding), channel(args.watchlist_target)]
-        self.detect = detection_pb2_grpc.DetectionServiceStub(self._channels[0])
-        self.embed = embedding_pb2_grpc.EmbeddingServiceStub(self._channels[1])
-        self.wl = watchlist_pb2_grpc.WatchlistServiceStub(self._channels[2])
+        self.pipeline = FacePipeline.connect(args.detection, args.embedding, budget_s=RPC_TIMEOUT_S)
+        self.policy = FacePolicy(
+            require_quality=not args.accept_low_quality, other_face_ratio=args.other_face_ratio
+        )
+        self._channel = open_channel(args.watchlist_target, budget_s=RPC_TIMEOUT_S)
+        self.wl = watchlist_pb2_grpc.WatchlistServiceStub(self._channel)
         self.summary = Summary()
 
     def close(self) -> None:
-        for ch in self._channels:
-            ch.close()
+        self.pipeline.close()
+        self._channel.close()
 
     def ensure_list(self) -> None:
         names = {
@@ -163,36 +166,18 @@ class Importer:
         return {t.source for t in subject.templates}
 
     def template_for(self, data: bytes) -> tuple[pb.TemplateInput | None, str]:
-        """The template of the photo's one face, or None and the rejection reason."""
+        """The template of the photo's one face, or None and the rejection reason.
+
+        A photo with a second face at least ``--other-face-ratio`` the subject's size is refused:
+        which face is the subject would be a guess, and a guess is never enrolled.
+        """
         try:
-            found = self.detect.Detect(
-                detection_pb2.DetectRequest(
-                    image=common_pb2.Image(data=data),
-                    options=detection_pb2.DetectionOptions(return_crops=True),
-                ),
-                timeout=RPC_TIMEOUT_S,
-            )
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                return None, "unreadable image"
-            raise
-        if not found.faces or found.subject_index < 0:
-            return None, "no face"
-        face = found.faces[found.subject_index]
-        area = face.box.width * face.box.height
-        others = [
-            f
-            for i, f in enumerate(found.faces)
-            if i != found.subject_index and f.box.width * f.box.height >= self.args.other_face_ratio * area
-        ]
-        if others:
-            return None, "several faces"  # which face is the subject is a guess: never enrol a guess
-        if not face.quality.acceptable and not self.args.accept_low_quality:
-            return None, "low quality"
-        embedded = self.embed.Embed(embedding_pb2.EmbedRequest(faces=[face.aligned]), timeout=RPC_TIMEOUT_S)
-        measures = face.quality.measures
-        quality = sum(m.passed for m in measures) / len(measures) if measures else 1.0
-        return pb.TemplateInput(embedding=embedded.embeddings[0], quality_score=quality), ""
+            template = self.pipeline.template(common_pb2.Image(data=data), self.policy, "photo")
+        except FaceRejected as exc:
+            return None, REJECTIONS[exc.reason]
+        except (InvalidArgument, ResourceExhausted):
+            return None, "unreadable image"
+        return pb.TemplateInput(embedding=template.to_proto(), quality_score=template.quality_score), ""
 
     def import_subject(self, entry: SubjectEntry, bar: tqdm) -> None:
         sid = subject_id_for(entry.name)
@@ -304,6 +289,9 @@ def run_import(args: argparse.Namespace) -> int:
         summary = importer.run(entries)
     except grpc.RpcError as exc:
         print(f"import stopped: {exc.code().name}: {exc.details()} (re-run to resume)", file=sys.stderr)
+        return 1
+    except FacegateError as exc:
+        print(f"import stopped: {exc.code.name}: {exc.message} (re-run to resume)", file=sys.stderr)
         return 1
     finally:
         importer.close()

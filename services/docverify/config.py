@@ -13,8 +13,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from facegate.endpoints import DEFAULT_PORTS, default_target
+from facegate.thresholds import CALIBRATION_DIR
 from services.runtime.config import MetricsPort, Port, ServiceSettings
-from services.runtime.thresholds import CALIBRATION_DIR
 
 
 class DocverifySettings(ServiceSettings):

@@ -25,6 +25,7 @@ import numpy as np
 from facegate.client import open_channel
 from facegate.errors import ServiceFailure
 from facegate.pipeline import FacePipeline, failed_checks, subject_face
+from facegate.thresholds import load_thresholds
 from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify import metrics
 from services.docverify.config import DocverifySettings
@@ -37,7 +38,6 @@ from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from services.runtime.images import HINT_OF_FORMAT, decode_message, encode_png
 from services.runtime.server import run_service
-from services.runtime.thresholds import load_thresholds
 
 log = logging.getLogger("facegate.docverify")
 

@@ -88,9 +88,7 @@ def decode_image(
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def decode_message(
-    image: common_pb2.Image, *, max_bytes: int, max_pixels: int, what: str = ""
-) -> np.ndarray:
+def decode_message(image: common_pb2.Image, *, max_bytes: int, max_pixels: int, what: str = "") -> np.ndarray:
     """Decode an ``Image`` message, honouring (and checking) its format hint.
 
     An unknown hint value is refused, never ignored. ``what`` (e.g. "page_scan") prefixes

@@ -79,7 +79,7 @@ class WatchlistSettings(ServiceSettings):
     )
     calibration_dir: Path | None = Field(
         None,
-        description="Folder of calibrated threshold files; unset: the shipped services/runtime/calibration.",
+        description="Folder of calibrated threshold files; unset: the shipped facegate/calibration.",
     )
 
     default_top_k: int = Field(10, ge=1, le=100, description="top_k of a Search request that gives 0.")

@@ -24,6 +24,7 @@ import grpc
 import numpy as np
 from pymilvus.exceptions import MilvusException
 
+from facegate.thresholds import CALIBRATION_DIR, load_thresholds
 from facegate.v1 import watchlist_pb2 as pb
 from facegate.v1 import watchlist_pb2_grpc
 from services.runtime.config import RuntimeSettings
@@ -37,7 +38,6 @@ from services.runtime.errors import (
     Unavailable,
 )
 from services.runtime.server import run_service
-from services.runtime.thresholds import CALIBRATION_DIR, load_thresholds
 from services.watchlist import metrics, validation
 from services.watchlist.catalogue import TEMPLATE_META, Catalogue, MemoryCatalogue, MilvusCatalogue
 from services.watchlist.config import WatchlistSettings

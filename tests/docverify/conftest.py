@@ -69,14 +69,14 @@ def calibration_dir(tmp_path_factory):
     people), so they hold for any sane FaceNet threshold; the threshold itself is what the
     embedding service's calibration decides.
     """
-    from services.runtime.model_spec import FACENET
-    from services.runtime.thresholds import (
+    from facegate.thresholds import (
         CALIBRATION_DIR,
         OperatingPoint,
         Thresholds,
         path_for,
         write_thresholds,
     )
+    from services.runtime.model_spec import FACENET
 
     if path_for(FACENET.model_version, CALIBRATION_DIR).exists():
         return CALIBRATION_DIR

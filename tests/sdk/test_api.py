@@ -73,9 +73,9 @@ def test_verify_document_needs_exactly_one_portrait_source() -> None:
 
 
 def test_search_watchlists_finds_an_enrolled_person_from_another_photo(targets, tmp_path) -> None:
+    from facegate.thresholds import CALIBRATION_DIR
     from facegate.v1 import common_pb2, watchlist_pb2, watchlist_pb2_grpc
     from services.runtime.config import RuntimeSettings, load_settings
-    from services.runtime.thresholds import CALIBRATION_DIR
     from services.watchlist.config import WatchlistSettings
     from services.watchlist.server import WatchlistService
     from tests.support import connect, serve

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from facegate.thresholds import OperatingPoint, Thresholds, write_thresholds
 from facegate.v1 import watchlist_pb2 as pb
-from services.runtime.thresholds import OperatingPoint, Thresholds, write_thresholds
 from services.watchlist.store import TemplateRow, now_ms
 from tests.watchlist.conftest import running_service
 from tests.watchlist.helpers import VERSION, create, emb, enroll, near, search, unit

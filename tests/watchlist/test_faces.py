@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from facegate import cli
+from facegate.thresholds import path_for
 from facegate.v1 import (
     common_pb2,
     detection_pb2,
@@ -25,7 +26,6 @@ from facegate.v1 import (
 )
 from facegate.v1 import watchlist_pb2 as pb
 from services.runtime.config import RuntimeSettings, load_settings
-from services.runtime.thresholds import path_for
 from services.watchlist.server import WatchlistService
 from tests.support import FACES, connect, serve
 from tests.watchlist.conftest import Backend

@@ -1,8 +1,10 @@
 """Calibrated decision thresholds, one versioned file per embedding model version.
 
 Written by ``facegate calibrate`` and loaded by every service that decides on a score
-(docverify, watchlist, gateway). A score from one model version is never judged with
-another version's threshold: a missing file is a FailedPrecondition, so decisions fail closed.
+(docverify, watchlist, gateway) and by ``facegate eval``. A score from one model version is
+never judged with another version's threshold: a missing file is a FailedPrecondition, so
+decisions fail closed. Like the proto contracts, the file format belongs to the client layer
+(services import it from here); the calibrated files live beside it in ``calibration/``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from services.runtime.errors import FailedPrecondition, InvalidArgument
+from facegate.errors import FailedPrecondition, InvalidArgument
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 
