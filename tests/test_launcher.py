@@ -1,17 +1,29 @@
-"""`make run`'s launcher: all five processes come up SERVING on grpc.health.v1 and stop on Ctrl-C."""
+"""`make run`'s launcher: the whole stack as real processes, SERVING, tracing one request id across
+services, and stopping on Ctrl-C. One stack per module; the Ctrl-C test runs last."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from facegate.client import health_check
+import pytest
+
+from facegate.client import health_check, open_channel
 from facegate.endpoints import SERVICE_NAMES
-from tests.support import REPO
+from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
+from tests.support import FACES, REPO
+
+pytestmark = pytest.mark.slow
+
+LIVE = FACES / "images/Ai_Sugiyama/Ai_Sugiyama_0001.jpg"
+PORTRAIT = FACES / "images/Ai_Sugiyama/Ai_Sugiyama_0002.jpg"
 
 
 def free_ports(n: int) -> list[int]:
@@ -24,10 +36,31 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_launcher_brings_up_every_service_and_stops_them_on_ctrl_c(tmp_path) -> None:
+@dataclass
+class Stack:
+    proc: subprocess.Popen
+    var: Path
+    ports: dict[str, int]
+    lines: list[str] = field(default_factory=list)
+
+    def target(self, label: str) -> str:
+        return f"127.0.0.1:{self.ports[label]}"
+
+    def log_lines(self, label: str) -> list[dict]:
+        path = self.var / "logs" / f"{label}.log"
+        out = []
+        for line in path.read_text().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
     labels = list(SERVICE_NAMES)
     ports = free_ports(2 * len(labels))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FACEGATE_VAR_DIR": str(tmp_path / "var")}
+    var = tmp_path_factory.mktemp("stack") / "var"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACEGATE_VAR_DIR": str(var)}
     for i, label in enumerate(labels):
         env[f"FACEGATE_{label.upper()}_PORT"] = str(ports[2 * i])
         env[f"FACEGATE_{label.upper()}_METRICS_PORT"] = str(ports[2 * i + 1])
@@ -40,27 +73,60 @@ def test_launcher_brings_up_every_service_and_stops_them_on_ctrl_c(tmp_path) -> 
         text=True,
         start_new_session=True,
     )
-    lines: list[str] = []
+    running = Stack(proc, var, {label: ports[2 * i] for i, label in enumerate(labels)})
     try:
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
-            lines.append(line.rstrip())
+            running.lines.append(line.rstrip())
             if "all services SERVING" in line:
                 break
-        assert any("all services SERVING" in line for line in lines), "\n".join(lines)
-        for i, label in enumerate(labels):
-            target = f"127.0.0.1:{ports[2 * i]}"
-            assert health_check(target, SERVICE_NAMES[label]) == "SERVING", label
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-        lines += out.splitlines()
-        assert proc.returncode == 0, "\n".join(lines)
-        assert lines[-1] == "stopped"
-        for i in range(len(labels)):
-            assert health_check(f"127.0.0.1:{ports[2 * i]}", timeout=1) == "UNREACHABLE"
+        yield running
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_every_service_comes_up_serving(stack: Stack) -> None:
+    assert any("all services SERVING" in line for line in stack.lines), "\n".join(stack.lines)
+    for label in SERVICE_NAMES:
+        assert health_check(stack.target(label), SERVICE_NAMES[label]) == "SERVING", label
+
+
+def test_a_request_id_appears_in_the_log_of_every_service_it_touched(stack: Stack) -> None:
+    rid = "trace-" + os.urandom(6).hex()
+    request = docverify_pb2.VerifyRequest(
+        live=common_pb2.Image(data=LIVE.read_bytes()),
+        portrait_image=common_pb2.Image(data=PORTRAIT.read_bytes()),
+    )
+    with open_channel(stack.target("docverify")) as ch:
+        reply, call = docverify_pb2_grpc.DocVerifyServiceStub(ch).Verify.with_call(
+            request, metadata=(("x-request-id", rid),), timeout=120
+        )
+    assert dict(call.initial_metadata())["x-request-id"] == rid
+    assert reply.model_version  # both faces were detected and embedded
+    time.sleep(0.5)  # log lines are written as each call ends
+    methods = {
+        label: {
+            e.get("method")
+            for e in stack.log_lines(label)
+            if e.get("request_id") == rid and e["msg"] == "rpc"
+        }
+        for label in ("docverify", "detection", "embedding", "watchlist")
+    }
+    assert methods["docverify"] == {"Verify"}
+    assert methods["detection"] == {"Detect"}
+    assert "Embed" in methods["embedding"]
+    assert methods["watchlist"] == set()  # not touched, so the id is not there
+
+
+def test_ctrl_c_stops_every_service(stack: Stack) -> None:
+    stack.proc.send_signal(signal.SIGINT)
+    out, _ = stack.proc.communicate(timeout=60)
+    lines = stack.lines + out.splitlines()
+    assert stack.proc.returncode == 0, "\n".join(lines)
+    assert lines[-1] == "stopped"
+    for label in SERVICE_NAMES:
+        assert health_check(stack.target(label), timeout=1) == "UNREACHABLE"
