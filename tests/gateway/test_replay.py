@@ -4,7 +4,6 @@ duplicates, and an outage of a private redis-server (never the shared one) mid-t
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -19,7 +18,6 @@ import redis
 from gateway import metrics
 from gateway.replay import ReplayCache
 
-SHARED_REDIS = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 LOGGER = "facegate.gateway.replay"
 
 
@@ -28,11 +26,11 @@ def counter(c) -> float:
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
-    """A key prefix of this test's own on the shared Redis, deleted afterwards."""
+def prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis (tests/conftest.py), deleted afterwards."""
     prefix = f"facegate:test:replay:{uuid.uuid4().hex}"
     yield prefix
-    client = redis.Redis.from_url(SHARED_REDIS)
+    client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(f"{prefix}:*"))
     if keys:
         client.delete(*keys)
@@ -40,13 +38,13 @@ def prefix() -> Iterator[str]:
 
 
 @pytest.fixture
-def shared(prefix) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(SHARED_REDIS)
+def shared(redis_url: str, prefix) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 
 
-def make(prefix: str, url: str = SHARED_REDIS, **kw: object) -> ReplayCache:
+def make(prefix: str, url: str, **kw: object) -> ReplayCache:
     settings: dict = {"ttl_s": 120, "prefix": prefix, "timeout_ms": 100, "retry_s": 0.5}
     settings.update(kw)
     return ReplayCache(url, **settings)
@@ -55,8 +53,8 @@ def make(prefix: str, url: str = SHARED_REDIS, **kw: object) -> ReplayCache:
 # --- on the shared Redis ---------------------------------------------------------------------------
 
 
-def test_round_trip_and_hits_counted(prefix):
-    cache = make(prefix)
+def test_round_trip_and_hits_counted(redis_url, prefix):
+    cache = make(prefix, redis_url)
     assert cache.get("kiosk-1:VerifyTraveller", "req-1") is None
     hits = counter(metrics.REPLAY_CACHE_HITS)
     cache.put("kiosk-1:VerifyTraveller", "req-1", b"\x08\x01decision")
@@ -66,8 +64,8 @@ def test_round_trip_and_hits_counted(prefix):
     cache.close()
 
 
-def test_answers_expire_after_ttl_s_and_claims_after_claim_ttl_s(prefix, shared):
-    cache = make(prefix, ttl_s=120, claim_ttl_s=7)
+def test_answers_expire_after_ttl_s_and_claims_after_claim_ttl_s(redis_url, prefix, shared):
+    cache = make(prefix, redis_url, ttl_s=120, claim_ttl_s=7)
     assert cache.claim("s", "req-ttl")
     assert 0 < shared.pttl(cache.claim_key("s", "req-ttl")) <= 7000
     cache.put("s", "req-ttl", b"x")
@@ -76,8 +74,8 @@ def test_answers_expire_after_ttl_s_and_claims_after_claim_ttl_s(prefix, shared)
     cache.close()
 
 
-def test_scopes_are_isolated_and_request_ids_are_hashed(prefix):
-    cache = make(prefix)
+def test_scopes_are_isolated_and_request_ids_are_hashed(redis_url, prefix):
+    cache = make(prefix, redis_url)
     cache.put("kiosk-1:VerifyTraveller", "req-1", b"mine")
     assert cache.get("kiosk-2:VerifyTraveller", "req-1") is None  # another caller
     assert cache.get("kiosk-1:Identify", "req-1") is None  # another RPC
@@ -89,8 +87,8 @@ def test_scopes_are_isolated_and_request_ids_are_hashed(prefix):
     cache.close()
 
 
-def test_no_request_id_means_no_replay(prefix):
-    cache = make(prefix)
+def test_no_request_id_means_no_replay(redis_url, prefix):
+    cache = make(prefix, redis_url)
     cache.put("s", "", b"x")
     assert cache.get("s", "") is None
     assert cache.claim("s", "") is True
@@ -99,8 +97,8 @@ def test_no_request_id_means_no_replay(prefix):
     cache.close()
 
 
-def test_claim_is_exclusive_and_release_frees_it(prefix):
-    cache = make(prefix)
+def test_claim_is_exclusive_and_release_frees_it(redis_url, prefix):
+    cache = make(prefix, redis_url)
     assert cache.claim("s", "req") is True
     assert cache.claim("s", "req") is False
     assert cache.claim("other", "req") is True  # scoped too
@@ -109,8 +107,8 @@ def test_claim_is_exclusive_and_release_frees_it(prefix):
     cache.close()
 
 
-def test_begin_replays_waits_or_reports_in_progress(prefix):
-    cache = make(prefix, wait_s=0.2, poll_s=0.02)
+def test_begin_replays_waits_or_reports_in_progress(redis_url, prefix):
+    cache = make(prefix, redis_url, wait_s=0.2, poll_s=0.02)
     first = cache.begin("s", "req")
     assert first.owner and first.payload is None
     timeouts = counter(metrics.REPLAY_WAIT_TIMEOUTS)
@@ -129,8 +127,8 @@ def test_begin_replays_waits_or_reports_in_progress(prefix):
 
 
 @pytest.mark.parametrize("ending", ["put", "release"])
-def test_two_concurrent_duplicates_decide_once(prefix, ending):
-    caches = [make(prefix, wait_s=5, poll_s=0.02) for _ in range(2)]  # as if two gateway workers
+def test_two_concurrent_duplicates_decide_once(redis_url, prefix, ending):
+    caches = [make(prefix, redis_url, wait_s=5, poll_s=0.02) for _ in range(2)]  # as if two gateway workers
     barrier = threading.Barrier(2)
     decided: list[int] = []
     answers: list[bytes | None] = [None, None]
@@ -231,7 +229,7 @@ def _warnings(caplog) -> list[logging.LogRecord]:
 
 def test_outage_misses_quickly_warns_once_and_recovers(private_redis, caplog):
     caplog.set_level(logging.INFO, logger=LOGGER)
-    cache = make("facegate:replay", url=private_redis.url, timeout_ms=100, retry_s=0.5)
+    cache = make("facegate:replay", private_redis.url, timeout_ms=100, retry_s=0.5)
     cache.put("s", "before", b"kept")
     assert cache.get("s", "before") == b"kept"
 
@@ -265,7 +263,7 @@ def test_outage_misses_quickly_warns_once_and_recovers(private_redis, caplog):
 
 def test_a_slow_redis_is_bypassed_within_timeout_ms(private_redis, caplog):
     caplog.set_level(logging.INFO, logger=LOGGER)
-    cache = make("facegate:replay", url=private_redis.url, timeout_ms=50, retry_s=30)
+    cache = make("facegate:replay", private_redis.url, timeout_ms=50, retry_s=30)
     cache.put("s", "r", b"x")
     blocker = redis.Redis.from_url(private_redis.url)
     sleeper = threading.Thread(target=lambda: blocker.execute_command("DEBUG", "SLEEP", "2"))
