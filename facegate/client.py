@@ -30,6 +30,13 @@ DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 #: A deadline already spent still gets this much, so the call fails with DEADLINE_EXCEEDED at once.
 _SPENT_S = 0.001
+#: Reconnect quickly to a restarted service (gRPC's defaults back off up to 2 minutes): a gate
+#: that refers travellers because a channel is still backing off is a queue at the border.
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 #: Per proto service, the methods that only read (or compute) and may be sent again safely.
 IDEMPOTENT_READS: dict[str, tuple[str, ...]] = {
@@ -135,6 +142,7 @@ def open_channel(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.enable_retries", 1 if retry_reads else 0),
+        *RECONNECT_OPTIONS,
     ]
     if retry_reads:
         options.append(("grpc.service_config", service_config()))
