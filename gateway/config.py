@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from facegate.endpoints import DEFAULT_PORTS
+from facegate.endpoints import DEFAULT_PORTS, default_target
+from facegate.thresholds import CALIBRATION_DIR
 from services.runtime.config import MetricsPort, Port, ServiceSettings
+
+VAR = Path("var")
 
 
 class GatewaySettings(ServiceSettings):
@@ -13,3 +19,79 @@ class GatewaySettings(ServiceSettings):
 
     port: Port = DEFAULT_PORTS["gateway"][0]
     metrics_port: MetricsPort = DEFAULT_PORTS["gateway"][1]
+
+    detection_target: str = Field(
+        default_target("detection"), min_length=1, description="host:port of detection."
+    )
+    embedding_target: str = Field(
+        default_target("embedding"), min_length=1, description="host:port of embedding."
+    )
+    watchlist_target: str = Field(
+        default_target("watchlist"), min_length=1, description="host:port of watchlist."
+    )
+    docverify_target: str = Field(
+        default_target("docverify"), min_length=1, description="host:port of docverify."
+    )
+    downstream_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Most any one downstream call may take (the caller's deadline can cut it shorter).",
+    )
+    request_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="Deadline of a client call that sets none; past it the decision fails closed.",
+    )
+    max_in_flight: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="Calls the gateway works on at once; more are refused at once with RESOURCE_EXHAUSTED.",
+    )
+
+    key_file: Path = Field(
+        VAR / "gateway" / "keys.json",
+        description="API key file: key ids, roles and SHA-256 hashes only (make run writes a dev one).",
+    )
+    audit_log: Path = Field(
+        VAR / "audit" / "audit.log",
+        description="Append-only, hash-chained audit log (facegate audit verify).",
+    )
+    calibration_dir: Path = Field(
+        CALIBRATION_DIR, description="Folder of calibrated thresholds (<model_version>.json) for Compare."
+    )
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("FACEGATE_GATEWAY_REDIS_URL", "REDIS_URL"),
+        description="Redis of the retry cache (a re-sent request id gets its first decision back); empty = none.",
+    )
+    replay_ttl_s: int = Field(
+        86_400, ge=1, le=30 * 86_400, description="How long a decision is kept for replays of its request id."
+    )
+    replay_timeout_ms: int = Field(
+        50, ge=1, le=10_000, description="Socket timeout of each retry-cache call; slower counts as down."
+    )
+
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate of the client-facing port; unset = plaintext."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key for FACEGATE_GATEWAY_TLS_CERT_FILE.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."
+    )
+    allow_plaintext: bool = Field(
+        False,
+        description="Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy); "
+        "loopback is always allowed.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both TLS_CERT_FILE and TLS_KEY_FILE, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
+        return self

@@ -385,7 +385,7 @@ def _env_text(plain: dict[str, str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gateway.keys add|revoke|list``; see the module docstring."""
+    """``python -m gateway.keys add|revoke|list|dev``; see the module docstring."""
     parser = argparse.ArgumentParser(prog="python -m gateway.keys", description="Manage gateway API keys.")
     sub = parser.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add", help="create a key, print it once, store only its hash")
@@ -394,7 +394,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = sub.add_parser("revoke", help="revoke a key by id (running gateways see it within a second)")
     revoke.add_argument("key_id")
     listing = sub.add_parser("list", help="key ids, roles and states (no hashes)")
-    for p in (add, revoke, listing):
+    dev = sub.add_parser(
+        "dev", help="make run: one key per role, plain keys to --env-file (reused while valid)"
+    )
+    dev.add_argument("--env-file", required=True, type=Path)
+    for p in (add, revoke, listing, dev):
         p.add_argument("--key-file", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
@@ -405,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"stored the hash of {entry.key_id} ({entry.role}); the key is shown only once",
                 file=sys.stderr,
             )
+        elif args.command == "dev":
+            generate_dev_keys(args.key_file, args.env_file)
+            print(f"dev keys in {args.env_file}")
         elif args.command == "revoke":
             entry = revoke_key(args.key_file, args.key_id)
             print(f"revoked {entry.key_id} ({entry.role})")

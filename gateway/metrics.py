@@ -5,7 +5,9 @@ Labels carry no ids: no request ids, decision ids, key ids, gate ids or subject 
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.runtime.metrics import LATENCY_BUCKETS
 
 REPLAY_CACHE_HITS = Counter(
     "facegate_gateway_replay_cache_hits_total",
@@ -30,4 +32,38 @@ AUDIT_RECORDS = Counter(
 AUDIT_WRITE_ERRORS = Counter(
     "facegate_gateway_audit_write_errors_total",
     "Audit appends that failed (the gateway answers no decision without its record).",
+)
+
+# ---- decisions and orchestration ---------------------------------------------------------------
+
+DECISIONS = Counter(
+    "facegate_gateway_decisions_total",
+    "Decisions answered, by operation (VerifyTraveller, Identify, Compare) and outcome.",
+    ["operation", "outcome"],
+)
+DECISION_REASONS = Counter(
+    "facegate_gateway_decision_reasons_total",
+    "Reasons given in decisions, by operation and reason code (a decision can give several).",
+    ["operation", "reason"],
+)
+STAGE_SECONDS = Histogram(
+    "facegate_gateway_stage_seconds",
+    "Wall time of one stage of a gateway call (verify, screen, embed, search, audit, ...).",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+DOWNSTREAM_ERRORS = Counter(
+    "facegate_gateway_downstream_errors_total",
+    "Downstream calls that failed, by service and gRPC code (input refusals included).",
+    ["service", "code"],
+)
+WATCHLIST_HITS = Counter(
+    "facegate_gateway_watchlist_hits_total",
+    "Watchlist candidates at or above threshold (WANTED/ALERT) found at a gate or by an officer.",
+    ["operation"],
+)
+IN_FLIGHT = Gauge("facegate_gateway_in_flight", "Gateway calls being worked on right now.")
+SATURATED = Counter(
+    "facegate_gateway_saturated_total",
+    "Calls refused with RESOURCE_EXHAUSTED because FACEGATE_GATEWAY_MAX_IN_FLIGHT calls were in progress.",
 )

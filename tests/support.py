@@ -32,6 +32,25 @@ def serve(servicer: Servicer, label: str = "test", **runtime_overrides: object) 
 
 
 @contextlib.contextmanager
+def stopped(running: RunningServer) -> Iterator[None]:
+    """Stop ``running`` for the block (as if its process died), then serve it again on the same port.
+
+    The servicer (and its loaded model) is kept, so the restart costs no model load; callers of
+    the old address reconnect by themselves, as they would to a restarted process.
+    """
+    running.drain(0)
+    try:
+        yield
+    finally:
+        assert running.servicer is not None and running.runtime is not None
+        fresh = start_server(
+            label=running.label, servicer=running.servicer, runtime=running.runtime, port=running.port
+        )
+        fresh.set_serving(True)
+        running.server, running.health, running._stopped = fresh.server, fresh.health, fresh._stopped
+
+
+@contextlib.contextmanager
 def connect(running: RunningServer) -> Iterator[grpc.Channel]:
     with channel(f"127.0.0.1:{running.port}") as ch:
         yield ch

@@ -151,10 +151,16 @@ print("PROBE " + json.dumps({"serving": serving, "loaded": loaded, "refused": so
 
 
 def _start_probe(services: tuple[str, ...], allowed: list[str] | None, tmp: Path) -> subprocess.Popen:
+    from gateway.keys import generate_dev_keys
+
+    name = f"{'-'.join(services)}-{allowed is not None}"
+    generate_dev_keys(tmp / f"{name}-keys.json", tmp / f"{name}-keys.env")  # the gateway needs a key file
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
-        "MILVUS_URI": str(tmp / f"{'-'.join(services)}-{allowed is not None}.db"),
+        "MILVUS_URI": str(tmp / f"{name}.db"),
+        "FACEGATE_GATEWAY_KEY_FILE": str(tmp / f"{name}-keys.json"),
+        "FACEGATE_GATEWAY_AUDIT_LOG": str(tmp / f"{name}-audit.log"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     config = json.dumps({"services": list(services), "allowed": allowed})

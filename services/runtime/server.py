@@ -165,6 +165,8 @@ class RunningServer:
     metrics_port: int | None
     health: health.HealthServicer
     service_names: Sequence[str]
+    servicer: Servicer | None = None  # what it serves (tests restart a stopped server with it)
+    runtime: RuntimeSettings | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def set_serving(self, serving: bool) -> None:
@@ -218,7 +220,7 @@ def start_server(
     if metrics_port >= 0:
         bound_metrics = metrics.start_metrics_server(runtime.host, metrics_port)
     server.start()
-    running = RunningServer(label, server, bound, bound_metrics, health_servicer, names)
+    running = RunningServer(label, server, bound, bound_metrics, health_servicer, names, servicer, runtime)
     running.set_serving(False)
     return running
 
@@ -236,7 +238,11 @@ def run_service(
         print(f"{label}: {exc}", file=sys.stderr)
         raise
     setup_logging(label, runtime.log_level)
-    servicer = build(settings, runtime)
+    try:
+        servicer = build(settings, runtime)
+    except ConfigError as exc:  # a setting that only the service itself can check (files, TLS)
+        print(f"{label}: {exc}", file=sys.stderr)
+        raise
     running = start_server(
         label=label,
         servicer=servicer,

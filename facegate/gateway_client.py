@@ -1,0 +1,255 @@
+"""The gateway from Python: every operation a kiosk, an officer or an admin may call, one method each.
+
+::
+
+    import facegate
+    with facegate.Gateway(key=os.environ["FACEGATE_KIOSK_KEY"]) as gw:
+        decision = gw.verify_traveller("live.jpg", portrait="passport.jpg", gate_id="gate-7")
+        decision.outcome, decision.instruction  # "ACCEPT" | "RETRY" | "REFER", "Please proceed"
+
+The key comes from ``key=`` or the ``FACEGATE_API_KEY`` environment variable and travels as
+``authorization: Bearer <key>``; ``timeout`` bounds each method call. Decisions come back as plain
+:class:`Decision` records; admin reads return the contract's messages (``facegate.v1``). Errors
+are ``facegate.errors`` classes carrying the gRPC code (UNAUTHENTICATED, PERMISSION_DENIED, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import grpc
+
+from facegate.api import Candidate, Face, ImageLike, _face, as_image
+from facegate.client import open_channel
+from facegate.context import call_context
+from facegate.endpoints import default_target
+from facegate.errors import from_rpc_error
+from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, gateway_pb2, gateway_pb2_grpc, watchlist_pb2
+
+GATEWAY = default_target("gateway")
+API_KEY_ENV = "FACEGATE_API_KEY"
+KINDS = {
+    "wanted": watchlist_pb2.WATCHLIST_KIND_WANTED,
+    "alert": watchlist_pb2.WATCHLIST_KIND_ALERT,
+    "allow": watchlist_pb2.WATCHLIST_KIND_ALLOW,
+}
+
+
+@dataclass(frozen=True)
+class Score:
+    name: str
+    value: float
+    threshold: float
+    target_far: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A gateway decision in plain types (a kiosk sees a REFER without reasons or scores)."""
+
+    outcome: str  # "ACCEPT", "RETRY" or "REFER"
+    reasons: tuple[tuple[str, str], ...]  # (code, message), e.g. ("NO_MATCH", "similarity 0.12 < ...")
+    scores: tuple[Score, ...]
+    instruction: str
+    decision_id: str
+    request_id: str
+    model_version: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reason_codes(self) -> tuple[str, ...]:
+        return tuple(code for code, _ in self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decision_from_proto(decision: common_pb2.Decision) -> Decision:
+    return Decision(
+        outcome=common_pb2.Outcome.Name(decision.outcome).removeprefix("OUTCOME_"),
+        reasons=tuple(
+            (common_pb2.ReasonCode.Name(r.code).removeprefix("REASON_CODE_"), r.message)
+            for r in decision.reasons
+        ),
+        scores=tuple(Score(s.name, s.value, s.threshold, s.target_far) for s in decision.scores),
+        instruction=decision.instruction,
+        decision_id=decision.decision_id,
+        request_id=decision.request_id,
+        model_version=decision.model_version,
+        timings_ms={t.stage: t.milliseconds for t in decision.timings},
+    )
+
+
+class Gateway:
+    """A client of the gateway with one open channel; close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        target: str = GATEWAY,
+        *,
+        key: str | None = None,
+        timeout: float = 30.0,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        key = key if key is not None else os.environ.get(API_KEY_ENV, "")
+        credentials = grpc.ssl_channel_credentials(root_certificates) if root_certificates else None
+        metadata = (("authorization", f"Bearer {key}"),) if key else ()
+        self.timeout = timeout
+        self._channel = open_channel(target, metadata=metadata, credentials=credentials)
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _call(self, request_id: str | None = None) -> Iterator[None]:
+        with call_context(request_id=request_id, timeout_s=self.timeout):
+            try:
+                yield
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, "gateway") from None
+
+    # ---- kiosk ---------------------------------------------------------------------------------
+
+    def verify_traveller(
+        self,
+        live: ImageLike,
+        *,
+        portrait: ImageLike | None = None,
+        dg2: bytes | None = None,
+        page_scan: ImageLike | None = None,
+        mrz: str = "",
+        gate_id: str = "",
+        watchlists: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> Decision:
+        """The gate decision for a live capture and one portrait source. Re-sending the same
+        ``request_id`` (after a network glitch) returns the first decision, not a second one."""
+        sources = [s for s in (portrait, dg2, page_scan) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of portrait=, dg2= or page_scan=")
+        document = docverify_pb2.VerifyRequest(live=as_image(live), mrz=mrz)
+        if portrait is not None:
+            document.portrait_image.CopyFrom(as_image(portrait))
+        elif dg2 is not None:
+            document.dg2 = dg2
+        else:
+            document.page_scan.CopyFrom(as_image(page_scan))
+        request = gateway_pb2.VerifyTravellerRequest(
+            gate_id=gate_id, document=document, watchlists=list(watchlists)
+        )
+        with self._call(request_id):
+            return decision_from_proto(self.stub.VerifyTraveller(request).decision)
+
+    # ---- officer -------------------------------------------------------------------------------
+
+    def identify(
+        self,
+        image: ImageLike,
+        *,
+        watchlists: Sequence[str] = (),
+        top_k: int = 5,
+        threshold: float | None = None,
+    ) -> tuple[Decision, list[Candidate]]:
+        request = gateway_pb2.IdentifyRequest(image=as_image(image), watchlists=list(watchlists), top_k=top_k)
+        if threshold is not None:
+            request.threshold = threshold
+        with self._call():
+            reply = self.stub.Identify(request)
+        candidates = [
+            Candidate(subject_id=c.subject_id, watchlist=c.watchlist, score=c.score, category=c.info.category)
+            for c in reply.result.candidates
+        ]
+        return decision_from_proto(reply.decision), candidates
+
+    def compare(self, first: ImageLike, second: ImageLike, *, target_far: float | None = None) -> Decision:
+        request = gateway_pb2.CompareRequest(first=as_image(first), second=as_image(second))
+        if target_far is not None:
+            request.target_far = target_far
+        with self._call():
+            return decision_from_proto(self.stub.Compare(request).decision)
+
+    def detect(self, image: ImageLike) -> list[Face]:
+        with self._call():
+            reply = self.stub.Detect(detection_pb2.DetectRequest(image=as_image(image)))
+        return [_face(f) for f in reply.faces]
+
+    def audit_record(self, decision_id: str) -> gateway_pb2.AuditRecord:
+        with self._call():
+            return self.stub.GetAuditRecord(gateway_pb2.GetAuditRecordRequest(decision_id=decision_id))
+
+    def referrals(self, *, limit: int = 50, gate_id: str = "") -> list[gateway_pb2.AuditRecord]:
+        with self._call():
+            return list(
+                self.stub.ListReferrals(
+                    gateway_pb2.ListReferralsRequest(limit=limit, gate_id=gate_id)
+                ).referrals
+            )
+
+    # ---- admin ---------------------------------------------------------------------------------
+
+    def enroll(
+        self,
+        watchlist: str,
+        photos: Sequence[ImageLike],
+        *,
+        subject_id: str = "",
+        idempotency_key: str = "",
+        info: watchlist_pb2.SubjectInfo | None = None,
+    ) -> watchlist_pb2.EnrollSubjectResponse:
+        """Enrol a subject from photos (each must hold exactly one acceptable face)."""
+        request = gateway_pb2.EnrollFromPhotosRequest(
+            watchlist=watchlist,
+            subject_id=subject_id,
+            idempotency_key=idempotency_key,
+            info=info or watchlist_pb2.SubjectInfo(),
+            photos=[as_image(p) for p in photos],
+        )
+        with self._call():
+            return self.stub.EnrollFromPhotos(request)
+
+    def remove_subject(self, watchlist: str, subject_id: str) -> watchlist_pb2.RemoveSubjectResponse:
+        with self._call():
+            return self.stub.RemoveSubject(
+                watchlist_pb2.RemoveSubjectRequest(watchlist=watchlist, subject_id=subject_id)
+            )
+
+    def get_subject(self, watchlist: str, subject_id: str) -> watchlist_pb2.Subject:
+        with self._call():
+            return self.stub.GetSubject(
+                watchlist_pb2.GetSubjectRequest(watchlist=watchlist, subject_id=subject_id)
+            )
+
+    def list_subjects(
+        self, watchlist: str = "", *, page_size: int = 0, page_token: str = ""
+    ) -> watchlist_pb2.ListSubjectsResponse:
+        request = watchlist_pb2.ListSubjectsRequest(
+            watchlist=watchlist, page_size=page_size, page_token=page_token
+        )
+        with self._call():
+            return self.stub.ListSubjects(request)
+
+    def create_watchlist(
+        self, name: str, kind: str = "wanted", description: str = ""
+    ) -> watchlist_pb2.Watchlist:
+        request = watchlist_pb2.CreateWatchlistRequest(name=name, kind=KINDS[kind], description=description)
+        with self._call():
+            return self.stub.CreateWatchlist(request)
+
+    def list_watchlists(self) -> list[watchlist_pb2.Watchlist]:
+        with self._call():
+            return list(self.stub.ListWatchlists(watchlist_pb2.ListWatchlistsRequest()).watchlists)
+
+    def delete_watchlist(self, name: str) -> watchlist_pb2.DeleteWatchlistResponse:
+        with self._call():
+            return self.stub.DeleteWatchlist(watchlist_pb2.DeleteWatchlistRequest(name=name))

@@ -1,0 +1,65 @@
+"""Watchlist administration from photos, through the same face pipeline as the gate.
+
+Every photo must hold exactly one acceptable face (the ENROLMENT policy: same geometry, model
+version pinned, quality gate, no second large face). If any photo is refused, nothing is enrolled
+and the error names each refused photo and why, so an admin can replace exactly those. Templates
+are stored, never photos: ``store_photos`` is refused until a photo store exists.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from facegate.context import submit
+from facegate.errors import (
+    FacegateError,
+    FaceRejected,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+)
+from facegate.pipeline import ENROLMENT, Template
+from facegate.v1 import common_pb2, gateway_pb2, watchlist_pb2
+from gateway.downstream import Downstream
+
+#: Most photos one request may carry (the watchlist service's default templates-per-request).
+MAX_PHOTOS = 16
+
+
+def _template(down: Downstream, photo: common_pb2.Image, index: int) -> Template | str:
+    """The photo's template, or why it was refused (its input faults, not the system's)."""
+    try:
+        return down.pipeline.template(photo, ENROLMENT, f"photos[{index}]")
+    except (FaceRejected, InvalidArgument, ResourceExhausted) as exc:
+        return exc.message
+    except FacegateError as exc:
+        down.count_failure(exc)
+        raise
+
+
+def templates_from_photos(
+    down: Downstream, request: gateway_pb2.EnrollFromPhotosRequest, pool: ThreadPoolExecutor
+) -> list[watchlist_pb2.TemplateInput]:
+    """One template per photo, or InvalidArgument listing every refused photo (nothing enrolled)."""
+    if request.store_photos:
+        raise FailedPrecondition("storing photos is not supported: facegate keeps templates only")
+    if not request.photos:
+        raise InvalidArgument("photos: at least one photo is required")
+    if len(request.photos) > MAX_PHOTOS:
+        raise ResourceExhausted(
+            f"photos: {len(request.photos)} photos; the limit is {MAX_PHOTOS} per request"
+        )
+    futures = [submit(pool, _template, down, photo, i) for i, photo in enumerate(request.photos)]
+    results = [f.result() for f in futures]
+    refused = [r for r in results if isinstance(r, str)]
+    if refused:
+        raise InvalidArgument(
+            f"{len(refused)} of {len(results)} photos refused, nothing enrolled: " + "; ".join(refused)
+        )
+    return [
+        watchlist_pb2.TemplateInput(
+            embedding=t.to_proto(), quality_score=t.quality_score, source=f"gateway:photo{i}"
+        )
+        for i, t in enumerate(results)
+        if isinstance(t, Template)
+    ]

@@ -1,0 +1,327 @@
+"""The gateway end to end on real servers: gate decisions, the kiosk's view, officer and admin
+tools, fail-closed outages, idempotent retries, roles on the real servicer, and the audit trail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+
+import grpc
+import pytest
+
+from facegate.audit import read_records, verify_log
+from facegate.errors import FacegateError, InvalidArgument, PermissionDenied, Unauthenticated
+from facegate.gateway_client import Gateway
+from facegate.v1 import common_pb2, detection_pb2, gateway_pb2, gateway_pb2_grpc, watchlist_pb2
+from tests.docverify.specimens import SPECIMENS
+from tests.gateway.conftest import OTHER_PERSON, TRAVELLER, gate_frame
+from tests.support import FACES, stopped
+
+pytestmark = pytest.mark.slow
+
+TD3 = next(s for s in SPECIMENS if s["file"] == "passports_ICAO_Utopia_TD3_hires.jpg")
+LIVE = gate_frame(TRAVELLER / "Amram_Mitzna_0001.jpg")
+PORTRAIT = (TRAVELLER / "Amram_Mitzna_0002.jpg").read_bytes()
+GROUP = FACES / "multi_face/2008_001009.jpg"
+
+
+def gw(stack, role: str | None, **kwargs) -> Gateway:
+    return Gateway(stack.target, key=stack.keys[role] if role else "", timeout=120, **kwargs)
+
+
+def verify(stack, live: bytes = LIVE, portrait: bytes = PORTRAIT, **kwargs):
+    with gw(stack, "kiosk") as kiosk:
+        return kiosk.verify_traveller(live, portrait=portrait, **kwargs)
+
+
+def full(stack, decision_id: str) -> gateway_pb2.AuditRecord:
+    with gw(stack, "officer") as officer:
+        return officer.audit_record(decision_id)
+
+
+def codes(record: gateway_pb2.AuditRecord) -> set[str]:
+    return {common_pb2.ReasonCode.Name(r.code).removeprefix("REASON_CODE_") for r in record.decision.reasons}
+
+
+# ---- gate decisions --------------------------------------------------------------------------
+
+
+def test_same_person_is_accepted_with_reasons_scores_and_model(stack) -> None:
+    decision = verify(stack, gate_id="gate-1")
+    assert decision.outcome == "ACCEPT" and decision.instruction == "Please proceed"
+    assert set(decision.reason_codes) == {"MATCH", "WATCHLIST_CLEAR"}
+    (score,) = decision.scores
+    assert (
+        score.name == "document_similarity"
+        and score.value >= score.threshold > 0
+        and score.target_far == 0.001
+    )
+    assert decision.model_version and decision.request_id and {"verify", "screen"} <= set(decision.timings_ms)
+    record = full(stack, decision.decision_id)
+    assert record.gate_id == "gate-1" and record.role == "kiosk" and record.method == "VerifyTraveller"
+
+
+def test_different_person_is_referred_and_the_kiosk_sees_no_reasons(stack) -> None:
+    decision = verify(stack, portrait=OTHER_PERSON.read_bytes())
+    assert decision.outcome == "REFER" and decision.instruction == "Please see an officer"
+    assert decision.reasons == () and decision.scores == ()
+    assert "NO_MATCH" in codes(full(stack, decision.decision_id))
+
+
+@pytest.mark.parametrize(
+    "live,instruction,reason",
+    [
+        (gate_frame(FACES / "no_face/skimage_coffee.png"), "Please look at the camera", "NO_FACE"),
+        (gate_frame(GROUP), "Only one person at a time, please", "MULTIPLE_FACES"),
+        ((TRAVELLER / "Amram_Mitzna_0001.jpg").read_bytes(), "Please step closer", "QUALITY_TOO_LOW"),
+    ],
+    ids=["no-face", "several-faces", "face-too-small"],
+)
+def test_capture_problems_ask_the_traveller_to_retry(
+    stack, live: bytes, instruction: str, reason: str
+) -> None:
+    decision = verify(stack, live=live)
+    assert decision.outcome == "RETRY" and decision.instruction == instruction
+    assert reason in decision.reason_codes
+
+
+def test_expired_or_invalid_mrz_is_referred(stack) -> None:
+    mrz = "\n".join(TD3["mrz"])
+    assert verify(stack, mrz=mrz).outcome == "REFER"  # the Utopia specimen expired before today
+    expired = full(stack, verify(stack, mrz=mrz).decision_id)
+    assert "DOCUMENT_EXPIRED" in codes(expired)
+    broken = mrz[:-1] + ("1" if mrz[-1] != "1" else "2")
+    invalid = full(stack, verify(stack, mrz=broken).decision_id)
+    assert invalid.decision.outcome == common_pb2.OUTCOME_REFER and "MRZ_INVALID" in codes(invalid)
+
+
+def test_a_bad_live_image_is_a_precise_error_not_a_decision(stack) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        verify(stack, live=b"\xff\xd8\xff\xe0 truncated jpeg")
+    assert "live image" in err.value.message
+    with pytest.raises(InvalidArgument):
+        verify(stack, live=b"")
+
+
+def test_a_watchlist_hit_refers_without_telling_the_kiosk(stack) -> None:
+    name = "wanted_" + uuid.uuid4().hex[:8]
+    with gw(stack, "admin") as admin:
+        admin.create_watchlist(name, "wanted")
+        enrolled = admin.enroll(name, [LIVE], info=watchlist_pb2.SubjectInfo(category="wanted"))
+        subject_id = enrolled.subject.subject_id
+    try:
+        decision = verify(stack, gate_id="gate-9", watchlists=[name])
+        assert decision.outcome == "REFER" and decision.reasons == () and decision.scores == ()
+        assert "WATCHLIST" not in json.dumps(decision.to_dict())
+        record = full(stack, decision.decision_id)
+        assert "WATCHLIST_HIT" in codes(record) and [c.subject_id for c in record.candidates] == [subject_id]
+        with gw(stack, "officer") as officer:
+            queue = officer.referrals(gate_id="gate-9")
+            assert queue[0].decision.decision_id == decision.decision_id
+            hit, candidates = officer.identify(PORTRAIT, watchlists=[name])
+        assert hit.outcome == "REFER" and [c.subject_id for c in candidates] == [subject_id]
+    finally:
+        with gw(stack, "admin") as admin:
+            admin.delete_watchlist(name)
+    assert verify(stack, watchlists=[name]).outcome == "REFER"  # the list is gone: screening cannot run
+
+
+# ---- officer and admin tools -----------------------------------------------------------------
+
+
+def test_officer_compare_and_detect(stack) -> None:
+    with gw(stack, "officer") as officer:
+        same = officer.compare(LIVE, PORTRAIT)
+        other = officer.compare(LIVE, OTHER_PERSON.read_bytes())
+        faces = officer.detect(GROUP.read_bytes())
+    assert same.outcome == "ACCEPT" and same.reason_codes == ("MATCH",)
+    assert other.outcome == "REFER" and other.reason_codes == ("NO_MATCH",)
+    assert same.scores[0].threshold == other.scores[0].threshold > 0
+    assert len(faces) >= 2
+
+
+def test_enrolment_refuses_each_bad_photo_by_index_and_enrols_nothing(stack) -> None:
+    name = "enrol_" + uuid.uuid4().hex[:8]
+    with gw(stack, "admin") as admin:
+        admin.create_watchlist(name, "alert")
+        try:
+            with pytest.raises(InvalidArgument) as err:
+                admin.enroll(name, [LIVE, GROUP.read_bytes(), b"not an image"])
+            assert "2 of 3 photos refused" in err.value.message
+            assert "photos[1]" in err.value.message and "photos[2]" in err.value.message
+            assert "photos[0]" not in err.value.message
+            assert admin.list_subjects(name).subjects == []
+            store_photos = gateway_pb2.EnrollFromPhotosRequest(
+                watchlist=name, photos=[common_pb2.Image(data=LIVE)], store_photos=True
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                admin.stub.EnrollFromPhotos(
+                    store_photos, metadata=(("authorization", f"Bearer {stack.keys['admin']}"),)
+                )
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # templates only, never photos
+            enrolled = admin.enroll(name, [LIVE], idempotency_key="k-1")
+            assert enrolled.created and len(enrolled.subject.templates) == 1
+            assert not admin.enroll(
+                name, [LIVE], idempotency_key="k-1"
+            ).created  # a replay, not a second subject
+        finally:
+            admin.delete_watchlist(name)
+
+
+# ---- fail closed -------------------------------------------------------------------------------
+
+
+#: How soon after a service returns the gate must accept again (channels reconnect within 2 s).
+RECOVERY_S = 10.0
+
+
+@pytest.mark.parametrize("service", ["detection", "embedding", "watchlist", "docverify"])
+def test_a_stopped_service_refers_never_accepts_and_recovers(stack, service: str) -> None:
+    assert verify(stack).outcome == "ACCEPT"
+    with stopped(getattr(stack, service)):
+        for _ in range(2):
+            decision = verify(stack)
+            assert decision.outcome == "REFER"
+            assert "SERVICE_UNAVAILABLE" in codes(full(stack, decision.decision_id))
+    returned = time.monotonic()
+    outcomes = []
+    while time.monotonic() - returned < RECOVERY_S and outcomes[-1:] != ["ACCEPT"]:
+        outcomes.append(verify(stack).outcome)
+        time.sleep(0.2)
+    assert outcomes[-1] == "ACCEPT", outcomes
+    assert set(outcomes) <= {"REFER", "ACCEPT"}
+
+
+def test_without_redis_the_decisions_are_the_same(stack, tmp_path) -> None:
+    from gateway.replay import ReplayCache
+
+    servicer = stack.servicer
+    original = servicer.replay
+    servicer.replay = ReplayCache("redis://127.0.0.1:1/0", timeout_ms=50)  # nothing listens there
+    try:
+        assert verify(stack).outcome == "ACCEPT"
+        assert verify(stack, portrait=OTHER_PERSON.read_bytes()).outcome == "REFER"
+    finally:
+        servicer.replay.close()
+        servicer.replay = original
+
+
+def test_the_same_request_id_twice_gives_one_decision_and_one_record(stack) -> None:
+    rid = "kiosk-retry-" + uuid.uuid4().hex
+    first = verify(stack, request_id=rid)
+    again = verify(stack, request_id=rid)
+    assert first == again and first.request_id == rid
+    records = [r for r in read_records(stack.audit_log) if r.get("request_id") == rid]
+    assert len(records) == 1
+
+
+def test_a_saturated_gateway_refuses_at_once_instead_of_queueing(stack) -> None:
+    slots = stack.servicer._slots
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    try:
+        with pytest.raises(FacegateError) as err:
+            verify(stack)
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert verify(stack).outcome == "ACCEPT"
+
+
+# ---- roles on the real servicer ----------------------------------------------------------------
+
+ALLOWED = {
+    "VerifyTraveller": {"kiosk"},
+    "Identify": {"officer"},
+    "Compare": {"officer"},
+    "Detect": {"officer"},
+    "ListReferrals": {"officer"},
+    "GetAuditRecord": {"officer", "ops"},
+}
+REQUESTS = {
+    "VerifyTraveller": gateway_pb2.VerifyTravellerRequest(),
+    "Identify": gateway_pb2.IdentifyRequest(),
+    "Compare": gateway_pb2.CompareRequest(),
+    "Detect": detection_pb2.DetectRequest(),
+    "EnrollFromPhotos": gateway_pb2.EnrollFromPhotosRequest(),
+    "RemoveSubject": watchlist_pb2.RemoveSubjectRequest(),
+    "GetSubject": watchlist_pb2.GetSubjectRequest(),
+    "ListSubjects": watchlist_pb2.ListSubjectsRequest(watchlist="no_such_list"),
+    "CreateWatchlist": watchlist_pb2.CreateWatchlistRequest(),
+    "ListWatchlists": watchlist_pb2.ListWatchlistsRequest(),
+    "DeleteWatchlist": watchlist_pb2.DeleteWatchlistRequest(),
+    "GetAuditRecord": gateway_pb2.GetAuditRecordRequest(),
+    "ListReferrals": gateway_pb2.ListReferralsRequest(),
+}
+
+
+def test_every_rpc_checks_the_callers_role(stack) -> None:
+    methods = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].methods_by_name
+    assert set(methods) == set(REQUESTS)
+    with grpc.insecure_channel(stack.target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        for method, request in REQUESTS.items():
+            allowed = ALLOWED.get(method, {"admin"})
+            for role in (None, "unknown", "kiosk", "officer", "admin", "ops"):
+                key = {None: None, "unknown": "fg_admin-00000000_forged"}.get(
+                    role, stack.keys.get(role or "")
+                )
+                metadata = (("authorization", f"Bearer {key}"),) if key else ()
+                try:
+                    getattr(stub, method)(request, metadata=metadata, timeout=60)
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as exc:
+                    code = exc.code()
+                if role in (None, "unknown"):
+                    assert code == grpc.StatusCode.UNAUTHENTICATED, (method, role)
+                elif role in allowed:
+                    assert code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), (
+                        method,
+                        role,
+                    )
+                else:
+                    assert code == grpc.StatusCode.PERMISSION_DENIED, (method, role)
+
+
+def test_sdk_raises_the_auth_errors(stack) -> None:
+    with pytest.raises(Unauthenticated), Gateway(stack.target, key="") as anonymous:
+        anonymous.list_watchlists()
+    with pytest.raises(PermissionDenied), gw(stack, "kiosk") as kiosk:
+        kiosk.list_watchlists()
+
+
+# ---- the audit trail ----------------------------------------------------------------------------
+
+
+def test_the_audit_trail_verifies_and_names_a_tampered_record(stack, tmp_path) -> None:
+    verify(stack)
+    verify(stack, portrait=OTHER_PERSON.read_bytes())
+    result = verify_log(stack.audit_log)
+    assert result.ok and result.records >= 2
+    lines = stack.audit_log.read_bytes().splitlines(keepends=True)
+    body = b"".join(lines)
+    assert b"Amram" not in body and b"authorization" not in body
+    assert all(key.encode() not in body for key in stack.keys.values())
+
+    edited = tmp_path / "edited.log"
+    record = json.loads(lines[1])
+    record["outcome"] = "ACCEPT" if record["outcome"] != "ACCEPT" else "REFER"
+    edited.write_bytes(
+        lines[0]
+        + json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+        + b"\n"
+        + b"".join(lines[2:])
+    )
+    deleted = tmp_path / "deleted.log"
+    deleted.write_bytes(lines[0] + b"".join(lines[2:]))
+    swapped = tmp_path / "swapped.log"
+    swapped.write_bytes(lines[1] + lines[0] + b"".join(lines[2:]))
+    assert verify_log(edited).line == 2
+    assert verify_log(deleted).line == 2
+    assert verify_log(swapped).line == 1
+    shutil.copy(stack.audit_log, tmp_path / "copy.log")
+    assert verify_log(tmp_path / "copy.log").ok
