@@ -23,6 +23,7 @@ import grpc
 from tqdm import tqdm
 
 from facegate.client import open_channel
+from facegate.commands._watchlist_admin import register_admin
 from facegate.endpoints import default_target
 from facegate.errors import FacegateError, FaceRejected, InvalidArgument, ResourceExhausted
 from facegate.pipeline import FacePipeline, FacePolicy
@@ -271,6 +272,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--watchlist-target", default=default_target("watchlist"), metavar="HOST:PORT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_import)
+    register_admin(actions)
 
 
 def _entries(source: Path) -> Iterator[SubjectEntry]:
