@@ -1,7 +1,8 @@
 """`make run`: every service and the gateway as local processes on their embedded defaults.
 
 Starts Redis too when none answers at REDIS_URL and `redis-server` is installed; otherwise the
-embedding service runs uncached (and this says so). Ctrl-C (or SIGTERM) drains and stops all.
+embedding service runs uncached (and this says so). A service that crashes is restarted with
+backoff while the others keep answering (fail closed); Ctrl-C (or SIGTERM) drains and stops all.
 
 This is the launcher side of the client layer: it starts services as child processes
 (``python -m services.<name>``) and talks to them over gRPC, but never imports their code, so
@@ -159,13 +160,92 @@ def local_services(
         stop_processes(procs)
 
 
-def main() -> int:
-    var = Path(os.environ.get("FACEGATE_VAR_DIR", "var")).resolve()
-    var.mkdir(parents=True, exist_ok=True)
+def ensure_dev_keys(env: dict[str, str], var: Path) -> None:
+    """One API key per role for the gateway (made on first start by the gateway's own key tool,
+    which stores only their hashes); the plain keys go to var/dev-keys.env and are printed."""
+    key_file = Path(env.setdefault("FACEGATE_GATEWAY_KEY_FILE", str(var / "gateway" / "keys.json")))
+    env_file = var / "dev-keys.env"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.keys",
+            "dev",
+            "--key-file",
+            str(key_file),
+            "--env-file",
+            str(env_file),
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    print(f"api keys:  {env_file} (source it; the CLI and SDK read FACEGATE_API_KEY or --key)")
+    for line in env_file.read_text().splitlines():
+        if line and not line.startswith("#"):
+            print(f"           {line}")
+
+
+#: A service that exits with this code was misconfigured: restarting cannot help, so all stop.
+CONFIG_ERROR_EXIT = 2
+MAX_BACKOFF_S = 30.0
+
+
+class Supervisor:
+    """Keeps every service running: a crashed one restarts with exponential backoff while the
+    others go on answering (their decisions fail closed meanwhile); a misconfigured one (exit 2)
+    stops everything, since restarting it cannot help."""
+
+    def __init__(self, env: Mapping[str, str], var: Path) -> None:
+        self.env, self.logs = env, var / "logs"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}
+        self.restart_at: dict[str, float] = {}
+        self.pending: set[str] = set()
+
+    def start(self, label: str) -> None:
+        self.procs[label] = start_process(label, self.env, self.logs / f"{label}.log")
+        self.pending.add(label)
+
+    def check(self) -> bool:
+        """Restart what crashed and report readiness; False when everything must stop."""
+        now = time.monotonic()
+        for label, proc in self.procs.items():
+            if label in self.restart_at or proc.poll() is None:
+                continue
+            log = self.logs / f"{label}.log"
+            if proc.returncode == CONFIG_ERROR_EXIT:
+                print(f"{label} exited with code 2 (configuration); see {log}")
+                return False
+            count = self.restarts.get(label, 0) + 1
+            self.restarts[label] = count
+            backoff = min(MAX_BACKOFF_S, 2.0 ** (count - 1))
+            self.restart_at[label] = now + backoff
+            self.pending.discard(label)
+            print(
+                f"{label} exited with code {proc.returncode}; restart {count} in {backoff:.0f}s (see {log})"
+            )
+        for label, when in list(self.restart_at.items()):
+            if now >= when:
+                del self.restart_at[label]
+                self.start(label)
+        for label in sorted(self.pending):
+            if health_check(f"{HOST}:{_port(label)}", SERVICE_NAMES[label], timeout=1.0) == "SERVING":
+                self.pending.discard(label)
+                print(f"{label:<10} SERVING")
+                if not self.pending and not self.restart_at:
+                    print("all services SERVING — press Ctrl-C to stop")
+        return True
+
+
+def prepare_env(var: Path) -> tuple[dict[str, str], subprocess.Popen | None]:
+    """The environment every service starts with, and a private Redis when one was started."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     redis_proc = ensure_redis(env, var)
     env.setdefault("MILVUS_URI", str(var / "milvus" / "watchlist.db"))
+    env.setdefault("FACEGATE_GATEWAY_AUDIT_LOG", str(var / "audit" / "audit.log"))
+    ensure_dev_keys(env, var)
     # Callers find their downstream services on the ports chosen here (overridable as usual).
     for caller in ("docverify", "gateway"):
         for callee in ("detection", "embedding", "watchlist", "docverify"):
@@ -174,7 +254,13 @@ def main() -> int:
                     f"FACEGATE_{caller.upper()}_{callee.upper()}_TARGET", f"{HOST}:{_port(callee)}"
                 )
     (var / "logs").mkdir(exist_ok=True)
-    procs: dict[str, subprocess.Popen] = {}
+    return env, redis_proc
+
+
+def main() -> int:
+    var = Path(os.environ.get("FACEGATE_VAR_DIR", "var")).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    env, redis_proc = prepare_env(var)
     stopping = False
 
     def stop_all(*_: object) -> None:
@@ -185,33 +271,25 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop_all)
 
     print(f"logs:      {var / 'logs'}/<service>.log (JSON lines)")
+    supervisor = Supervisor(env, var)
     for label, _ in PROCESSES:
-        procs[label] = start_process(label, env, var / "logs" / f"{label}.log")
+        supervisor.start(label)
         print(
             f"{label:<10} grpc {HOST}:{_port(label):<6} metrics http://{HOST}:{_metrics_port(label)}/metrics"
         )
 
-    pending = {label for label, _ in PROCESSES}
     deadline = time.monotonic() + READY_TIMEOUT_S
     code = 0
     while not stopping:
-        for label, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"{label} exited with code {proc.returncode}; see {var / 'logs' / (label + '.log')}")
-                stopping, code = True, 1
-        for label in sorted(pending):
-            if health_check(f"{HOST}:{_port(label)}", SERVICE_NAMES[label], timeout=1.0) == "SERVING":
-                pending.discard(label)
-                print(f"{label:<10} SERVING")
-                if not pending:
-                    print("all services SERVING — press Ctrl-C to stop")
-        if pending and time.monotonic() > deadline:
-            print(f"not SERVING after {READY_TIMEOUT_S:.0f}s: {', '.join(sorted(pending))}")
+        if not supervisor.check():
+            stopping, code = True, 1
+        elif supervisor.pending and not supervisor.restarts and time.monotonic() > deadline:
+            print(f"not SERVING after {READY_TIMEOUT_S:.0f}s: {', '.join(sorted(supervisor.pending))}")
             stopping, code = True, 1
         time.sleep(0.5)
 
     print("stopping…")
-    stop_processes(procs)
+    stop_processes(supervisor.procs)
     if redis_proc is not None:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)

@@ -122,6 +122,77 @@ def test_a_request_id_appears_in_the_log_of_every_service_it_touched(stack: Stac
     assert methods["watchlist"] == set()  # not touched, so the id is not there
 
 
+def facegate_cli(stack: Stack, *argv: str) -> subprocess.CompletedProcess:
+    keys = dict(
+        line.split("=", 1) for line in (stack.var / "dev-keys.env").read_text().splitlines() if "=" in line
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACEGATE_API_KEY": keys["FACEGATE_KIOSK_KEY"]}
+    return subprocess.run(
+        [sys.executable, "-m", "facegate", *argv, "--target", stack.target("gateway")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def verify_outcome(stack: Stack, live: Path, portrait: Path) -> str:
+    done = facegate_cli(stack, "verify", "--live", str(live), "--portrait", str(portrait), "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["outcome"]
+
+
+def test_the_kiosk_decides_fails_closed_while_a_service_is_killed_and_recovers(
+    stack: Stack, tmp_path
+) -> None:
+    """The README's first screen: ACCEPT for one person, REFER for two, REFER while embedding is
+    killed (the launcher restarts it), ACCEPT again after; the audit trail verifies."""
+    from tests.gateway.conftest import OTHER_PERSON, TRAVELLER, gate_frame
+
+    live = tmp_path / "live.jpg"
+    live.write_bytes(gate_frame(TRAVELLER / "Amram_Mitzna_0001.jpg"))
+    portrait = TRAVELLER / "Amram_Mitzna_0002.jpg"
+    assert verify_outcome(stack, live, portrait) == "ACCEPT"
+    assert verify_outcome(stack, live, OTHER_PERSON) == "REFER"
+
+    embedding = [p for p in _children(stack.proc.pid) if "services.embedding" in p[1]]
+    assert len(embedding) == 1, embedding
+    os.kill(embedding[0][0], signal.SIGKILL)
+    time.sleep(0.5)
+    assert verify_outcome(stack, live, portrait) == "REFER"  # fail closed, the gateway still answers
+    deadline = time.monotonic() + 240
+    outcome = "REFER"
+    while outcome != "ACCEPT" and time.monotonic() < deadline:
+        time.sleep(2)
+        outcome = verify_outcome(stack, live, portrait)
+    assert outcome == "ACCEPT", "the restarted embedding service never came back"
+    done = subprocess.run(
+        [sys.executable, "-m", "facegate", "audit", "verify", str(stack.var / "audit" / "audit.log")],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("OK: "), done.stdout + done.stderr
+
+
+def _children(parent: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the direct children of ``parent``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            out.append((int(entry.name), cmdline))
+    return out
+
+
 def test_ctrl_c_stops_every_service(stack: Stack) -> None:
     stack.proc.send_signal(signal.SIGINT)
     out, _ = stack.proc.communicate(timeout=60)
