@@ -325,3 +325,30 @@ def test_the_audit_trail_verifies_and_names_a_tampered_record(stack, tmp_path) -
     assert verify_log(swapped).line == 1
     shutil.copy(stack.audit_log, tmp_path / "copy.log")
     assert verify_log(tmp_path / "copy.log").ok
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+
+def test_the_readme_names_exactly_the_metrics_the_gateway_exports(stack) -> None:
+    import re
+    import urllib.request
+
+    from tests.support import REPO
+
+    verify(stack)  # every labelled family has at least one series
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("<!-- metrics:gateway:start -->")[1].split("<!-- metrics:gateway:end -->")[0]
+    documented = set(re.findall(r"^\| `(facegate_gateway_\w+)`", table, flags=re.M))
+    scrape = (
+        urllib.request.urlopen(f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
+    families = set(re.findall(r"^# TYPE (facegate_gateway_\w+) (\w+)", scrape, flags=re.M))
+    exported = {
+        name + "_total" if kind == "counter" and not name.endswith("_total") else name
+        for name, kind in families
+        if not name.endswith("_created")  # prometheus_client's creation-time gauge of each counter
+    }
+    assert documented == exported
