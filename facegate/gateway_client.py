@@ -94,9 +94,15 @@ class Gateway:
         key: str | None = None,
         timeout: float = 30.0,
         root_certificates: bytes | None = None,
+        client_certificate: tuple[bytes, bytes] | None = None,
     ) -> None:
+        """``root_certificates`` (PEM) makes the channel TLS; ``client_certificate`` is a
+        (private key, certificate chain) PEM pair for a gateway that requires mutual TLS."""
         key = key if key is not None else os.environ.get(API_KEY_ENV, "")
-        credentials = grpc.ssl_channel_credentials(root_certificates) if root_certificates else None
+        credentials = None
+        if root_certificates or client_certificate:
+            private_key, chain = client_certificate or (None, None)
+            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, chain)
         metadata = (("authorization", f"Bearer {key}"),) if key else ()
         self.timeout = timeout
         self._channel = open_channel(target, metadata=metadata, credentials=credentials)
