@@ -262,6 +262,8 @@ REQUESTS = {
 def test_every_rpc_checks_the_callers_role(stack) -> None:
     methods = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].methods_by_name
     assert set(methods) == set(REQUESTS)
+    refused_before = sum(1 for r in read_records(stack.audit_log) if r["outcome"] == "REFUSED")
+    refusals = 0
     with grpc.insecure_channel(stack.target) as ch:
         stub = gateway_pb2_grpc.GatewayServiceStub(ch)
         for method, request in REQUESTS.items():
@@ -276,6 +278,7 @@ def test_every_rpc_checks_the_callers_role(stack) -> None:
                     code = grpc.StatusCode.OK
                 except grpc.RpcError as exc:
                     code = exc.code()
+                refusals += code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
                 if role in (None, "unknown"):
                     assert code == grpc.StatusCode.UNAUTHENTICATED, (method, role)
                 elif role in allowed:
@@ -285,6 +288,9 @@ def test_every_rpc_checks_the_callers_role(stack) -> None:
                     )
                 else:
                     assert code == grpc.StatusCode.PERMISSION_DENIED, (method, role)
+
+    refused = [r for r in read_records(stack.audit_log) if r["outcome"] == "REFUSED"]
+    assert len(refused) - refused_before == refusals  # every refusal is audited
 
 
 def test_sdk_raises_the_auth_errors(stack) -> None:
