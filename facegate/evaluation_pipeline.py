@@ -22,7 +22,7 @@ from tqdm import tqdm
 from facegate.client import wait_until_serving
 from facegate.context import call_context
 from facegate.errors import FacegateError, FaceRejected, ServiceFailure
-from facegate.pipeline import EVALUATION, FacePipeline
+from facegate.pipeline import EVALUATION, FacePipeline, FacePolicy
 from facegate.v1 import common_pb2
 
 log = logging.getLogger("facegate.eval")
@@ -103,6 +103,7 @@ class PipelineClient:
     pipeline: FacePipeline
     margin: float | None = None  # overrides the model's alignment margin (for tuning the ModelSpec)
     spec: common_pb2.ModelSpec = field(init=False)
+    policy: FacePolicy = field(init=False)
 
     def __post_init__(self) -> None:
         with call_context(timeout_s=RPC_TIMEOUT_S):

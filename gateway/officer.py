@@ -9,7 +9,6 @@ UNAVAILABLE; a Compare without a calibrated threshold is INCONCLUSIVE, never a m
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,10 +61,9 @@ def identify(
         reply = down.call("watchlist", down.watchlist.Search, search)
     candidates = list(reply.results[0].candidates) if reply.results else []
     decision = common_pb2.Decision(model_version=probe.model_version)
-    top = candidates[0].score if candidates else float("nan")
     decision.scores.add(
         name="watchlist_top1",
-        value=0.0 if math.isnan(top) else top,
+        value=candidates[0].score if candidates else 0.0,
         threshold=reply.threshold,
         target_far=reply.target_far,
     )
