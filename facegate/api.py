@@ -125,6 +125,28 @@ def _face(face: detection_pb2.DetectedFace) -> Face:
     )
 
 
+def document_request(
+    live: ImageLike,
+    *,
+    portrait: ImageLike | None = None,
+    dg2: bytes | None = None,
+    page_scan: ImageLike | None = None,
+    mrz: str = "",
+) -> docverify_pb2.VerifyRequest:
+    """A live capture with exactly one portrait source (ValueError otherwise) and an optional MRZ."""
+    sources = [s for s in (portrait, dg2, page_scan) if s is not None]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of portrait=, dg2= or page_scan=")
+    request = docverify_pb2.VerifyRequest(live=as_image(live), mrz=mrz)
+    if portrait is not None:
+        request.portrait_image.CopyFrom(as_image(portrait))
+    elif dg2 is not None:
+        request.dg2 = dg2
+    else:
+        request.page_scan.CopyFrom(as_image(page_scan))
+    return request
+
+
 def _location(face: Face) -> tuple[int, int, int, int]:
     x, y, w, h = face.box
     return round(y), round(x + w), round(y + h), round(x)
@@ -240,16 +262,7 @@ class Client:
         timeout: float | None = None,
     ) -> Verification:
         """Live capture against exactly one document portrait source, with optional MRZ checks."""
-        sources = [s for s in (portrait, dg2, page_scan) if s is not None]
-        if len(sources) != 1:
-            raise ValueError("give exactly one of portrait=, dg2= or page_scan=")
-        request = docverify_pb2.VerifyRequest(live=as_image(live), mrz=mrz)
-        if portrait is not None:
-            request.portrait_image.CopyFrom(as_image(portrait))
-        elif dg2 is not None:
-            request.dg2 = dg2
-        else:
-            request.page_scan.CopyFrom(as_image(page_scan))
+        request = document_request(live, portrait=portrait, dg2=dg2, page_scan=page_scan, mrz=mrz)
         with self._call(timeout):
             reply = docverify_pb2_grpc.DocVerifyServiceStub(self._channel("docverify")).Verify(request)
         return _verification(reply)

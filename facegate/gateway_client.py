@@ -23,12 +23,12 @@ from typing import Any
 
 import grpc
 
-from facegate.api import Candidate, Face, ImageLike, _face, as_image
+from facegate.api import Candidate, Face, ImageLike, _face, as_image, document_request
 from facegate.client import open_channel
 from facegate.context import call_context
 from facegate.endpoints import default_target
 from facegate.errors import from_rpc_error
-from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, gateway_pb2, gateway_pb2_grpc, watchlist_pb2
+from facegate.v1 import common_pb2, detection_pb2, gateway_pb2, gateway_pb2_grpc, watchlist_pb2
 
 GATEWAY = default_target("gateway")
 API_KEY_ENV = "FACEGATE_API_KEY"
@@ -141,16 +141,7 @@ class Gateway:
     ) -> Decision:
         """The gate decision for a live capture and one portrait source. Re-sending the same
         ``request_id`` (after a network glitch) returns the first decision, not a second one."""
-        sources = [s for s in (portrait, dg2, page_scan) if s is not None]
-        if len(sources) != 1:
-            raise ValueError("give exactly one of portrait=, dg2= or page_scan=")
-        document = docverify_pb2.VerifyRequest(live=as_image(live), mrz=mrz)
-        if portrait is not None:
-            document.portrait_image.CopyFrom(as_image(portrait))
-        elif dg2 is not None:
-            document.dg2 = dg2
-        else:
-            document.page_scan.CopyFrom(as_image(page_scan))
+        document = document_request(live, portrait=portrait, dg2=dg2, page_scan=page_scan, mrz=mrz)
         request = gateway_pb2.VerifyTravellerRequest(
             gate_id=gate_id, document=document, watchlists=list(watchlists)
         )
