@@ -13,6 +13,7 @@ ports for commands such as ``facegate eval``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -189,6 +190,22 @@ def ensure_dev_keys(env: dict[str, str], var: Path) -> None:
 #: A service that exits with this code was misconfigured: restarting cannot help, so all stop.
 CONFIG_ERROR_EXIT = 2
 MAX_BACKOFF_S = 30.0
+#: A service that served this long before crashing starts its backoff afresh (1 s, not the last delay).
+STABLE_AFTER_S = 60.0
+#: What the supervisor last saw of each service (``facegate health`` shows it), under FACEGATE_VAR_DIR.
+STATUS_FILE = "launcher-status.json"
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_status(var: Path) -> dict | None:
+    """The launcher's last status file under ``var``, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads((var / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 class Supervisor:
@@ -197,15 +214,38 @@ class Supervisor:
     stops everything, since restarting it cannot help."""
 
     def __init__(self, env: Mapping[str, str], var: Path) -> None:
-        self.env, self.logs = env, var / "logs"
+        self.env, self.logs, self.status_path = env, var / "logs", var / STATUS_FILE
         self.procs: dict[str, subprocess.Popen] = {}
-        self.restarts: dict[str, int] = {}
+        self.restarts: dict[str, int] = {}  # restarts since the launcher started (the status file's count)
+        self.streak: dict[str, int] = {}  # crashes in a row without a stable run: the backoff exponent
         self.restart_at: dict[str, float] = {}
         self.pending: set[str] = set()
+        self.serving_since: dict[str, float] = {}
+        self.status: dict[str, dict] = {}
 
     def start(self, label: str) -> None:
         self.procs[label] = start_process(label, self.env, self.logs / f"{label}.log")
         self.pending.add(label)
+        self.serving_since.pop(label, None)
+        self._set(label, state="starting", pid=self.procs[label].pid)
+
+    def _set(self, label: str, **fields: object) -> None:
+        entry = self.status.setdefault(label, {"state": "starting", "pid": None, "restarts": 0})
+        entry.update(fields, restarts=self.restarts.get(label, 0))
+        self.write_status()
+
+    def write_status(self, stopped: bool = False) -> None:
+        """Replace the status file atomically (a reader never sees half of it); best effort."""
+        if stopped:
+            for entry in self.status.values():
+                entry.update(state="stopped", pid=None)
+        doc = {"launcher_pid": os.getpid(), "updated": _utc_now(), "services": self.status}
+        tmp = self.status_path.with_name(self.status_path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
+            os.replace(tmp, self.status_path)
+        except OSError as exc:
+            print(f"cannot write {self.status_path}: {exc}", file=sys.stderr)
 
     def check(self) -> bool:
         """Restart what crashed and report readiness; False when everything must stop."""
@@ -219,9 +259,17 @@ class Supervisor:
                 return False
             count = self.restarts.get(label, 0) + 1
             self.restarts[label] = count
-            backoff = min(MAX_BACKOFF_S, 2.0 ** (count - 1))
+            since = self.serving_since.pop(label, None)
+            streak = (
+                1 if since is not None and now - since >= STABLE_AFTER_S else self.streak.get(label, 0) + 1
+            )
+            self.streak[label] = streak
+            backoff = min(MAX_BACKOFF_S, 2.0 ** (streak - 1))
             self.restart_at[label] = now + backoff
             self.pending.discard(label)
+            self._set(
+                label, state="restarting", pid=None, last_exit_code=proc.returncode, last_exit_at=_utc_now()
+            )
             print(
                 f"{label} exited with code {proc.returncode}; restart {count} in {backoff:.0f}s (see {log})"
             )
@@ -232,6 +280,8 @@ class Supervisor:
         for label in sorted(self.pending):
             if health_check(f"{HOST}:{_port(label)}", SERVICE_NAMES[label], timeout=1.0) == "SERVING":
                 self.pending.discard(label)
+                self.serving_since[label] = time.monotonic()
+                self._set(label, state="serving", serving_since=_utc_now())
                 print(f"{label:<10} SERVING")
                 if not self.pending and not self.restart_at:
                     print("all services SERVING — press Ctrl-C to stop")
@@ -290,6 +340,7 @@ def main() -> int:
 
     print("stopping…")
     stop_processes(supervisor.procs)
+    supervisor.write_status(stopped=True)
     if redis_proc is not None:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)

@@ -167,6 +167,22 @@ def test_the_kiosk_decides_fails_closed_while_a_service_is_killed_and_recovers(
         time.sleep(2)
         outcome = verify_outcome(stack, live, portrait)
     assert outcome == "ACCEPT", "the restarted embedding service never came back"
+    # The supervisor counted the restart, and `facegate health` shows it.
+    status = json.loads((stack.var / "launcher-status.json").read_text())["services"]
+    assert status["embedding"]["restarts"] == 1 and status["embedding"]["last_exit_code"] == -9, status
+    assert status["embedding"]["state"] == "serving" and status["embedding"]["pid"] != embedding[0][0]
+    assert status["detection"]["restarts"] == 0 and status["gateway"]["state"] == "serving", status
+    targets = [f"--target={label}={stack.target(label)}" for label in SERVICE_NAMES]
+    health = subprocess.run(
+        [sys.executable, "-m", "facegate", "health", *targets, "--var-dir", str(stack.var)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert health.returncode == 0, health.stdout + health.stderr
+    line = next(x for x in health.stdout.splitlines() if x.startswith("embedding"))
+    assert "SERVING  restarts 1 (last exit -9 at " in line, health.stdout
     done = subprocess.run(
         [sys.executable, "-m", "facegate", "audit", "verify", str(stack.var / "audit" / "audit.log")],
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -199,5 +215,7 @@ def test_ctrl_c_stops_every_service(stack: Stack) -> None:
     lines = stack.lines + out.splitlines()
     assert stack.proc.returncode == 0, "\n".join(lines)
     assert lines[-1] == "stopped"
+    status = json.loads((stack.var / "launcher-status.json").read_text())["services"]
+    assert {entry["state"] for entry in status.values()} == {"stopped"}, status
     for label in SERVICE_NAMES:
         assert health_check(stack.target(label), timeout=1) == "UNREACHABLE"
