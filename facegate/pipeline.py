@@ -155,12 +155,18 @@ class FacePipeline:
 
     @classmethod
     def connect(
-        cls, detection_target: str, embedding_target: str, *, budget_s: float | None = None
+        cls,
+        detection_target: str,
+        embedding_target: str,
+        *,
+        budget_s: float | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> FacePipeline:
-        """A pipeline on channels of its own (closed by :meth:`close`); ``budget_s`` caps each call."""
+        """A pipeline on channels of its own (closed by :meth:`close`); ``budget_s`` caps each call,
+        ``credentials`` makes them TLS (e.g. the services' mutual TLS)."""
         return cls(
-            open_channel(detection_target, budget_s=budget_s),
-            open_channel(embedding_target, budget_s=budget_s),
+            open_channel(detection_target, budget_s=budget_s, credentials=credentials),
+            open_channel(embedding_target, budget_s=budget_s, credentials=credentials),
             owns_channels=True,
         )
 

@@ -47,14 +47,15 @@ def downstream_error(exc: grpc.RpcError, service: str) -> FacegateError:
 class Downstream:
     """Channels and stubs for every service the gateway calls; thread-safe."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, credentials: grpc.ChannelCredentials | None = None) -> None:
+        """``credentials``: TLS for the service-to-service hop (services.runtime.mtls), or None."""
         budget = settings.downstream_timeout_s
         self.pipeline = FacePipeline.connect(
-            settings.detection_target, settings.embedding_target, budget_s=budget
+            settings.detection_target, settings.embedding_target, budget_s=budget, credentials=credentials
         )
         self._channels = [
-            open_channel(settings.docverify_target, budget_s=budget),
-            open_channel(settings.watchlist_target, budget_s=budget),
+            open_channel(settings.docverify_target, budget_s=budget, credentials=credentials),
+            open_channel(settings.watchlist_target, budget_s=budget, credentials=credentials),
         ]
         self.docverify = docverify_pb2_grpc.DocVerifyServiceStub(self._channels[0])
         self.watchlist = watchlist_pb2_grpc.WatchlistServiceStub(self._channels[1])

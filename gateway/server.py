@@ -41,6 +41,7 @@ from gateway.records import (
 )
 from gateway.replay import ReplayCache
 from gateway.tls import check_transport, server_credentials
+from services.runtime import mtls
 from services.runtime.config import ConfigError, RuntimeSettings
 from services.runtime.server import run_service
 
@@ -93,7 +94,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     def warmup(self) -> None:
         """Open the channels. Services may still be starting: until they answer, decisions REFER."""
         if self.down is None:
-            self.down = Downstream(self.settings)
+            self.down = Downstream(self.settings, mtls.channel_credentials(self.runtime))
 
     def close(self) -> None:
         if self.down is not None:

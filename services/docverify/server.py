@@ -22,7 +22,6 @@ from contextlib import contextmanager
 import grpc
 import numpy as np
 
-from facegate.client import open_channel
 from facegate.errors import ServiceFailure
 from facegate.pipeline import FacePipeline, failed_checks, subject_face
 from facegate.thresholds import load_thresholds
@@ -34,6 +33,7 @@ from services.docverify.dg2 import Dg2Error, parse_dg2
 from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_date
 from services.docverify.portrait import live_policy, portrait_policy, portrait_region
 from services.docverify.quality import judge, portrait_bounds
+from services.runtime import mtls
 from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from services.runtime.images import HINT_OF_FORMAT, decode_message, encode_png
@@ -88,10 +88,11 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         until they answer, Verify fails closed (SERVICE_UNAVAILABLE) and MRZ checks still work."""
         if self.pipeline is None:
             s = self.settings
-            self.pipeline = FacePipeline(
-                open_channel(s.detection_target, budget_s=s.downstream_timeout_s),
-                open_channel(s.embedding_target, budget_s=s.downstream_timeout_s),
-                owns_channels=True,
+            self.pipeline = FacePipeline.connect(
+                s.detection_target,
+                s.embedding_target,
+                budget_s=s.downstream_timeout_s,
+                credentials=mtls.channel_credentials(self.runtime),
             )
 
     def close(self) -> None:

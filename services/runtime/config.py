@@ -7,9 +7,10 @@ the README's configuration table.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRET_HINTS = ("token", "password", "secret", "key")
@@ -60,6 +61,23 @@ class RuntimeSettings(BaseSettings):
         ge=1,
         description="Largest decoded image (width*height) accepted; guards decompression bombs.",
     )
+    mtls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate of this service for the service-to-service hop; with _KEY_FILE and "
+        "_CA_FILE every server requires client certificates signed by that CA and every downstream call "
+        "presents this one (mutual TLS). Unset: plaintext (loopback or a protected network only).",
+    )
+    mtls_key_file: Path | None = Field(None, description="PEM private key for FACEGATE_MTLS_CERT_FILE.")
+    mtls_ca_file: Path | None = Field(
+        None, description="PEM CA bundle that signed every facegate service's certificate."
+    )
+
+    @model_validator(mode="after")
+    def _mtls_all_or_none(self) -> RuntimeSettings:
+        given = [f is not None for f in (self.mtls_cert_file, self.mtls_key_file, self.mtls_ca_file)]
+        if any(given) and not all(given):
+            raise ValueError("set all of MTLS_CERT_FILE, MTLS_KEY_FILE and MTLS_CA_FILE, or none")
+        return self
 
 
 class ServiceSettings(BaseSettings):

@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from facegate.context import MAX_REQUEST_ID, REQUEST_ID_HEADER, deadline_var, new_request_id, request_id_var
-from services.runtime import metrics
+from services.runtime import metrics, mtls
 from services.runtime.config import ConfigError, RuntimeSettings, ServiceSettings, load_settings
 from services.runtime.errors import status_for
 from services.runtime.logs import setup_logging
@@ -211,7 +211,7 @@ def start_server(
     servicer.register(server)
     names = list(servicer.service_names)
     reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    credentials = getattr(servicer, "server_credentials", None)
+    credentials = getattr(servicer, "server_credentials", None) or mtls.server_credentials(runtime)
     address = f"{runtime.host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:

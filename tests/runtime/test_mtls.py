@@ -1,0 +1,140 @@
+"""Mutual TLS on the service-to-service hop (FACEGATE_MTLS_*): a server accepts only callers with a
+certificate from the shared CA, and the runtime's channel credentials present one. Certificates
+are made by openssl for 127.0.0.1 in each run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+
+from facegate.client import open_channel
+from facegate.v1 import common_pb2, detection_pb2, detection_pb2_grpc
+from services.runtime import mtls
+from services.runtime.config import ConfigError, RuntimeSettings, load_settings
+from tests.runtime.app import ImageProbe
+from tests.runtime.test_server import jpeg
+from tests.support import serve
+
+
+def openssl(*args: str) -> None:
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make test certificates (apt-get install openssl)")
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Path]:
+    """A CA and two service certificates it signed (for 127.0.0.1), plus an outsider's self-signed one."""
+    d = tmp_path_factory.mktemp("pki")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=facegate-ca",
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.pem"),
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("detection", "docverify"):
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.pem"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            str(d / "san.ext"),
+            "-out",
+            str(d / f"{name}.pem"),
+        )
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=outsider",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        str(d / "outsider.key"),
+        "-out",
+        str(d / "outsider.pem"),
+    )
+    return {p.stem + p.suffix: p for p in d.iterdir()}
+
+
+def runtime_for(pki: dict[str, Path], name: str) -> RuntimeSettings:
+    return load_settings(
+        RuntimeSettings,
+        mtls_cert_file=pki[f"{name}.pem"],
+        mtls_key_file=pki[f"{name}.key"],
+        mtls_ca_file=pki["ca.pem"],
+    )
+
+
+def detect(channel: grpc.Channel) -> detection_pb2.DetectResponse:
+    request = detection_pb2.DetectRequest(image=common_pb2.Image(data=jpeg()))
+    return detection_pb2_grpc.DetectionServiceStub(channel).Detect(request, timeout=5)
+
+
+def test_services_talk_over_mutual_tls_and_refuse_strangers(pki) -> None:
+    server_runtime = runtime_for(pki, "detection")
+    with serve(
+        ImageProbe(runtime=server_runtime), label="probe-mtls", **server_runtime.model_dump()
+    ) as running:
+        target = f"127.0.0.1:{running.port}"
+        caller = mtls.channel_credentials(runtime_for(pki, "docverify"))
+        with open_channel(target, credentials=caller) as ch:
+            assert detect(ch).image_width == 32
+        strangers = {
+            "plaintext": None,
+            "no client certificate": grpc.ssl_channel_credentials(pki["ca.pem"].read_bytes()),
+            "certificate from another CA": grpc.ssl_channel_credentials(
+                pki["ca.pem"].read_bytes(), pki["outsider.key"].read_bytes(), pki["outsider.pem"].read_bytes()
+            ),
+        }
+        for who, credentials in strangers.items():
+            with open_channel(target, credentials=credentials) as ch, pytest.raises(grpc.RpcError) as err:
+                detect(ch)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE, who
+
+
+def test_mtls_is_all_or_nothing(pki) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(RuntimeSettings, mtls_cert_file=pki["detection.pem"])
+    assert "MTLS_CERT_FILE, MTLS_KEY_FILE and MTLS_CA_FILE" in str(err.value)
+    plain = load_settings(RuntimeSettings)
+    assert mtls.server_credentials(plain) is None and mtls.channel_credentials(plain) is None
