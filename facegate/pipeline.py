@@ -62,6 +62,9 @@ class FacePolicy:
     margin: float | None = None
     #: Return (and embed, in :meth:`FacePipeline.templates`) every face, not only the subject.
     all_faces: bool = False
+    #: Detect on a copy scaled to ``min_face_size`` (detection's kiosk profile): faster, and
+    #: faces smaller than ``min_face_size`` are not searched for.
+    scale_to_min_face: bool = False
 
     def options(self, spec: common_pb2.ModelSpec) -> detection_pb2.DetectionOptions:
         """The DetectRequest options for this policy under the model ``spec``."""
@@ -77,6 +80,8 @@ class FacePolicy:
             options.min_confidence = self.min_confidence
         if self.min_face_size is not None:
             options.min_face_size = self.min_face_size
+        if self.scale_to_min_face:
+            options.scale_to_min_face = True
         return options
 
 

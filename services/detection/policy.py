@@ -28,6 +28,7 @@ class Policy:
     subject_only: bool
     align_size: int
     align_margin: float
+    scale_to_min_face: bool = False
 
 
 def resolve(options: detection_pb2.DetectionOptions, settings: DetectionSettings) -> Policy:
@@ -59,6 +60,7 @@ def resolve(options: detection_pb2.DetectionOptions, settings: DetectionSettings
         subject_only=options.subject_only,
         align_size=size,
         align_margin=margin,
+        scale_to_min_face=options.scale_to_min_face,
     )
 
 

@@ -92,7 +92,9 @@ class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
 
     def _detect(self, images: Sequence[np.ndarray], policy: Policy, mode: str) -> list[Detection]:
         started = time.perf_counter()
-        detections = self.detector.detect(images, min_face_px=max(policy.min_face_size, 1))
+        detections = self.detector.detect(
+            images, min_face_px=max(policy.min_face_size, 1), scale_to_min_face=policy.scale_to_min_face
+        )
         metrics.DETECTION_LATENCY.labels(mode).observe(time.perf_counter() - started)
         retried = sum(1 for d in detections if d.retried_alone)
         if retried:
