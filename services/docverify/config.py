@@ -61,6 +61,15 @@ class DocverifySettings(ServiceSettings):
     live_min_face_size: int | None = Field(
         None, ge=12, le=4096, description="Smallest live face side in pixels; unset: detection's default."
     )
+    live_kiosk_min_face_size: int | None = Field(
+        100,
+        ge=21,
+        le=4096,
+        description=(
+            "Kiosk profile: look for a live face at least this large on a copy scaled to it (fast); "
+            "only when none is found does the full search run. Unset: always the full search."
+        ),
+    )
 
     # Document portrait: a printed or chip photo, small and often tinted.
     portrait_min_face_size: int = Field(

@@ -35,3 +35,7 @@ MRZ_RESULTS = Counter(
     "MRZs checked, by format and validity.",
     ["format", "valid"],
 )
+LIVE_FULL_SEARCHES = Counter(
+    "facegate_docverify_live_full_searches_total",
+    "Live captures searched again at full size because the kiosk profile found no large face.",
+)

@@ -29,7 +29,26 @@ def portrait_policy(settings: object) -> FacePolicy:
 
 
 def live_policy(settings: object) -> FacePolicy:
-    """The gate capture: detection's own policy (subject selection, quality), only the subject back."""
+    """The gate capture, first try: the kiosk profile when configured, else :func:`live_full_policy`.
+
+    A gate camera sees one large face; every face narrower than ~ 110 px fails the 60 px
+    inter-eye quality bound anyway (dev faces: eye distance <= 0.54 of the box width), so the
+    kiosk profile detects on a copy scaled to ``live_kiosk_min_face_size`` (100 px -> a 1280x720
+    frame is searched at 256x144; measured in bench/results/kiosk.md). Crops still come from the
+    full-resolution frame.
+    """
+    kiosk = settings.live_kiosk_min_face_size  # type: ignore[attr-defined]
+    if kiosk is None:
+        return live_full_policy(settings)
+    return FacePolicy(min_face_size=kiosk, scale_to_min_face=True)
+
+
+def live_full_policy(settings: object) -> FacePolicy:
+    """The gate capture searched at full size: detection's own policy, only the subject back.
+
+    Run when the kiosk profile found no face, so a traveller standing too far away is still told
+    to step closer (and a frame with no face at all is still NO_FACE).
+    """
     return FacePolicy(min_face_size=settings.live_min_face_size)  # type: ignore[attr-defined]
 
 

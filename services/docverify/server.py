@@ -31,7 +31,7 @@ from services.docverify.config import DocverifySettings
 from services.docverify.decision import Findings, decide
 from services.docverify.dg2 import Dg2Error, parse_dg2
 from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_date
-from services.docverify.portrait import live_policy, portrait_policy, portrait_region
+from services.docverify.portrait import live_full_policy, live_policy, portrait_policy, portrait_region
 from services.docverify.quality import judge, portrait_bounds
 from services.runtime import mtls
 from services.runtime.config import RuntimeSettings
@@ -244,6 +244,12 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
             portrait_call = self.pipeline.detect_async(portrait, portrait_policy(self.settings))
             try:
                 live = self._detect_result(live_call, "live image", findings)
+                if live is not None and live.subject_index < 0 and self.settings.live_kiosk_min_face_size:
+                    # Nothing large enough: search the whole frame, so "too far away" and "no face"
+                    # get their own instructions. Only this (RETRY) path pays for the second pass.
+                    metrics.LIVE_FULL_SEARCHES.inc()
+                    full = self.pipeline.detect_async(request.live, live_full_policy(self.settings))
+                    live = self._detect_result(full, "live image", findings)
                 doc = self._detect_result(portrait_call, _PORTRAIT_WHAT[source], findings)
             finally:
                 portrait_call.cancel()  # no-op when done; frees the call when the live side failed

@@ -186,6 +186,25 @@ def test_small_live_face_is_quality_too_low(stub):
     assert not reply.live_quality.acceptable and reply.live_quality.failed
 
 
+def test_kiosk_profile_searches_the_full_frame_only_when_no_large_face(stub, utopia_live):
+    from prometheus_client import REGISTRY
+
+    def full_searches() -> float:
+        return REGISTRY.get_sample_value("facegate_docverify_live_full_searches_total") or 0.0
+
+    before = full_searches()
+    framed = verify(
+        stub, live_frame(decode((LFW).read_bytes())), page_scan=common_pb2.Image(data=page(TD3["file"]))
+    )
+    assert R.REASON_CODE_NO_FACE not in codes(framed) and framed.live_quality.measures
+    assert full_searches() == before  # a gate-frame face is found by the fast profile alone
+    small = verify(
+        stub, page("passports_ICAO_Example.png"), page_scan=common_pb2.Image(data=page(TD3["file"]))
+    )
+    assert R.REASON_CODE_QUALITY_TOO_LOW in codes(small)  # the ~ 50 px face is still found and judged
+    assert full_searches() == before + 1
+
+
 def test_bad_live_image_is_invalid_argument(stub):
     with pytest.raises(grpc.RpcError) as info:
         verify(stub, b"\xff\xd8\xff" + bytes(100), page_scan=common_pb2.Image(data=page(TD3["file"])))
