@@ -160,9 +160,7 @@ class FaceDetector:
         if self._mtcnn is None:
             raise RuntimeError("detector not loaded; call load() first")
         extra = min_face_scale(min_face_px) if scale_to_min_face else 1.0
-        scales = [
-            min(detection_scale(img.shape[0], img.shape[1], self.max_side), extra) for img in images
-        ]
+        scales = [min(detection_scale(img.shape[0], img.shape[1], self.max_side), extra) for img in images]
         copies = [downscale(img, s) for img, s in zip(images, scales, strict=True)]
         groups: dict[tuple[int, int, float], list[int]] = defaultdict(list)
         for index, (copy, scale) in enumerate(zip(copies, scales, strict=True)):
