@@ -19,6 +19,7 @@ from facegate.errors import FacegateError, InvalidArgument, ResourceExhausted
 from facegate.v1 import docverify_pb2, gateway_pb2, watchlist_pb2
 from gateway.decision import GateDecision, Screening, decide_gate
 from gateway.downstream import Downstream, Timings
+from gateway.records import check_ids
 
 log = logging.getLogger("facegate.gateway.kiosk")
 
@@ -41,6 +42,8 @@ def validate(request: gateway_pb2.VerifyTravellerRequest) -> None:
         raise InvalidArgument("document.live: the live capture is required")
     if request.document.WhichOneof("portrait") is None:
         raise InvalidArgument("document: set one of portrait_image, dg2 or page_scan")
+    check_ids("gate_id", [request.gate_id])
+    check_ids("a watchlists entry", request.watchlists)
 
 
 def run_checks(down: Downstream, request: gateway_pb2.VerifyTravellerRequest) -> GateChecks:

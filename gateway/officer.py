@@ -21,6 +21,7 @@ from facegate.pipeline import SUBJECT, Template
 from facegate.thresholds import load_thresholds
 from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, gateway_pb2, watchlist_pb2
 from gateway.downstream import Downstream, Timings
+from gateway.records import check_ids
 
 R = common_pb2.ReasonCode
 OUT = common_pb2.Outcome
@@ -49,6 +50,7 @@ def identify(
 ) -> tuple[OfficerAnswer, gateway_pb2.IdentifyResponse]:
     if not request.image.data:
         raise InvalidArgument("image is required")
+    check_ids("a watchlists entry", request.watchlists)
     timings = Timings()
     with timings.stage("embed"):
         probe = _template(down, request.image, "image")

@@ -15,13 +15,22 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from facegate.audit import utc_now_iso
+from facegate.audit import MAX_ID_CHARS, utc_now_iso
 from facegate.context import current_request_id
+from facegate.errors import InvalidArgument
 from facegate.v1 import common_pb2, gateway_pb2, watchlist_pb2
 from gateway.auth import current_caller
 
 R = common_pb2.ReasonCode
 OUT = common_pb2.Outcome
+
+
+def check_ids(what: str, values: Iterable[str]) -> None:
+    """Refuse (INVALID_ARGUMENT) an id the caller gives that the audit record could not hold: a
+    decision must not be computed and then fail to be recorded for a field the caller got wrong."""
+    for value in values:
+        if len(value) > MAX_ID_CHARS:
+            raise InvalidArgument(f"{what} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
 
 
 def new_decision_id() -> str:
@@ -102,10 +111,12 @@ def action_body(
         "outcome": outcome,
         "reasons": [{"code": code, "message": message} for code, message in reasons],
     }
+    # What the caller named, cut to the audit's id limit: a longer name can be no list or subject
+    # (the watchlist service refuses it), and the refusal must still be recorded, not fail the call.
     if watchlist:
-        body["watchlists"] = [watchlist]
+        body["watchlists"] = [watchlist[:MAX_ID_CHARS]]
     if subject_id:
-        body["subject_id"] = subject_id
+        body["subject_id"] = subject_id[:MAX_ID_CHARS]
     return body
 
 
