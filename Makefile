@@ -11,7 +11,7 @@ PROTOS := $(wildcard proto/facegate/v1/*.proto)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all setup proto models run test lint bench lock docs clean distclean
+.PHONY: all setup proto models run test lint bench lock docs clean distclean deploy-tools deploy-check
 
 all: setup proto models
 
@@ -63,6 +63,24 @@ lock:
 	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --disable-pip-version-check "pip==25.3"
 	$(LOCK_VENV)/bin/python tools/lock.py --python $(LOCK_VENV)/bin/python
+
+# Kubernetes manifests, images, alerts and dashboard, checked offline (tests/deploy; docs/kubernetes.md).
+# `make test` runs the same tests; the Node.js checks in them need the npm packages below (they skip
+# without them, fail with FACEGATE_DEPLOY_STRICT=1). kubectl and promtool come from Debian packages.
+DEPLOY_NODE := var/deploy-tools/node
+STAMP_DEPLOY_NODE := $(DEPLOY_NODE)/.installed
+deploy-tools: $(STAMP_DEPLOY_NODE)
+
+$(STAMP_DEPLOY_NODE): tests/deploy/package.json tests/deploy/package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm not found (apt-get install -y nodejs npm)"; exit 1; }
+	@mkdir -p $(DEPLOY_NODE)
+	cp tests/deploy/package.json tests/deploy/package-lock.json $(DEPLOY_NODE)/
+	cd $(DEPLOY_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deploy-check: setup proto deploy-tools
+	@command -v promtool >/dev/null || { echo "make: promtool not found (apt-get install -y --no-install-recommends prometheus)"; exit 1; }
+	FACEGATE_DEPLOY_STRICT=1 $(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 clean:
 	rm -rf facegate/v1 .pytest_cache var/test-*
