@@ -11,7 +11,7 @@ PROTOS := $(wildcard proto/facegate/v1/*.proto)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all setup proto models run test lint bench lock docs clean distclean deploy-tools deploy-check
+.PHONY: all setup proto models run test lint bench bench-peer lock docs clean distclean deploy-tools deploy-check
 
 all: setup proto models
 
@@ -48,8 +48,20 @@ lint: setup proto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: setup proto models
+bench: setup proto models bench-peer
 	$(PY) -m bench $(BENCH)
+
+# The face_recognition peer for bench/bench_kiosk.py, in the venv but never in `make setup`/`make test`:
+# requirements/bench.lock (prebuilt dlib-bin, the models), then face_recognition without its `dlib`
+# requirement, which pip would compile for minutes.
+STAMP_PEER := $(VENV)/.bench-peer
+FACE_RECOGNITION := face_recognition==1.3.0
+bench-peer: $(STAMP_PEER)
+
+$(STAMP_PEER): requirements/bench.lock $(STAMP_VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/bench.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "$(FACE_RECOGNITION)"
+	@touch $@
 
 # Rewrite the configuration tables in README.md and docs/ from the settings classes (tools/config_docs.py).
 docs: setup proto

@@ -28,6 +28,9 @@ FULL_LOCK = REPO / "requirements.lock"
 LOCK_DIR = REPO / "requirements"
 #: The optional groups that get a lock of their own (``dev`` is requirements.lock, ``all`` is dev minus tools).
 GROUPS = ("detection", "embedding", "watchlist", "docverify", "gateway", "proto")
+#: Groups outside the dev environment (bench-only tools such as the face_recognition peer): their lock
+#: agrees with requirements.lock on every package both hold and may add packages of its own.
+EXTRA_GROUPS = ("bench",)
 #: Packages a lock never lists: the installer itself and the project.
 EXCLUDED = {"pip", "facegate"}
 
@@ -128,19 +131,30 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep requirements.lock as it is; regenerate only requirements/<group>.lock from it",
     )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        help="regenerate only this group's lock (repeatable; implies --groups-only)",
+    )
     args = parser.parse_args(argv)
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    groups = tuple(args.group) or (*GROUPS, *EXTRA_GROUPS)
+    unknown = sorted(set(groups) - {*GROUPS, *EXTRA_GROUPS})
+    if unknown:
+        raise SystemExit(f"lock: unknown groups {unknown}")
 
-    if not args.groups_only:
+    if not args.groups_only and not args.group:
         print("lock: resolving the dev environment (requirements.lock)", file=sys.stderr)
         full = resolve(args.python, direct_requirements(pyproject, "dev"), None)
         FULL_LOCK.write_text(render(FULL_HEADER, full))
     full = {canonical(n): v for n, v in read_lock(FULL_LOCK).items()}
     LOCK_DIR.mkdir(exist_ok=True)
-    for group in GROUPS:
+    for group in groups:
         print(f"lock: resolving requirements/{group}.lock", file=sys.stderr)
         pins = resolve(args.python, direct_requirements(pyproject, group), FULL_LOCK)
-        strays = sorted(n for n in pins if full.get(canonical(n)) != pins[n])
+        shared = pins if group in GROUPS else {n: v for n, v in pins.items() if canonical(n) in full}
+        strays = sorted(n for n in shared if full.get(canonical(n)) != pins[n])
         if strays:
             raise SystemExit(f"lock: {group} resolved versions not in requirements.lock: {strays}")
         (LOCK_DIR / f"{group}.lock").write_text(render(GROUP_HEADER.format(group=group), pins))
