@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facegate import tracing
 from facegate.context import REQUEST_ID_HEADER, current_request_id, remaining_s
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -150,7 +151,7 @@ def open_channel(
         raw = grpc.secure_channel(target, credentials, options=options)
     else:
         raw = grpc.insecure_channel(target, options=options)
-    return grpc.intercept_channel(raw, CallContextInterceptor(budget_s, metadata))
+    return tracing.instrument_channel(grpc.intercept_channel(raw, CallContextInterceptor(budget_s, metadata)))
 
 
 def channel(target: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.Channel:

@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from facegate import tracing
 from facegate.context import MAX_REQUEST_ID, REQUEST_ID_HEADER, deadline_var, new_request_id, request_id_var
 from services.runtime import metrics, mtls
 from services.runtime.config import ConfigError, RuntimeSettings, ServiceSettings, load_settings
@@ -198,7 +199,11 @@ def start_server(
         futures.ThreadPoolExecutor(max_workers=runtime.max_workers, thread_name_prefix=f"{label}-rpc"),
         # The runtime's interceptor runs first, so a call refused by a servicer's own interceptor
         # (the gateway's role check) is still counted, logged and mapped like any other.
-        interceptors=[_RuntimeInterceptor(label), *getattr(servicer, "interceptors", ())],
+        interceptors=[
+            _RuntimeInterceptor(label),
+            *tracing.server_interceptors(),
+            *getattr(servicer, "interceptors", ()),
+        ],
         maximum_concurrent_rpcs=runtime.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", runtime.max_message_bytes),
@@ -234,7 +239,8 @@ def run_service(
     try:
         runtime = load_settings(RuntimeSettings)
         settings = load_settings(settings_cls)
-    except ConfigError as exc:
+        tracing.configure(label)  # OTEL_* variables; off unless OTEL_TRACES_EXPORTER names an exporter
+    except (ConfigError, tracing.TracingConfigError) as exc:
         print(f"{label}: {exc}", file=sys.stderr)
         raise
     setup_logging(label, runtime.log_level)
