@@ -51,8 +51,35 @@ class WatchlistSettings(ServiceSettings):
 
     search_mode: Literal["auto", "memory", "milvus"] = Field(
         "auto",
-        description="memory: in-process exact index kept in sync with Milvus; milvus: search in Milvus; "
+        description="memory: in-process index kept in sync with Milvus (exact scores); milvus: search in Milvus; "
         "auto: memory for Lite (the only owner of its data), milvus for a server.",
+    )
+    sketch_min_templates: int = Field(
+        200_000,
+        ge=1,
+        description="memory mode: lists with at least this many templates are searched through the "
+        "sign sketch (Hamming prefilter, then exact float32 scores); smaller lists by an exact scan.",
+    )
+    sketch_bits: int = Field(
+        1024,
+        ge=64,
+        le=4096,
+        multiple_of=64,
+        description="memory mode: sign bits per template in the sketch (1024 = 128 bytes per template); "
+        "the first half is scanned for every probe, the second only for the rows that pass.",
+    )
+    sketch_miss_probability: float = Field(
+        1e-6,
+        gt=0,
+        le=1e-2,
+        description="memory mode: largest chance that the sketch misses a template scoring exactly at "
+        "the threshold (less above it); sets the Hamming radius.",
+    )
+    sketch_max_candidates: int = Field(
+        65_536,
+        ge=1,
+        description="memory mode: when a threshold admits more sketch candidates than this (a very low "
+        "threshold), the probe is searched by the exact scan instead.",
     )
     search_consistency: Literal["Session", "Bounded", "Strong"] = Field(
         "Session", description="Milvus consistency level of searches and reads."

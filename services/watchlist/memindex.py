@@ -5,6 +5,19 @@ a kiosk. One float32 matrix product over unit vectors is exact (recall 1.0) and 
 100k x 128. The service rebuilds this index from Milvus at start and changes it only after Milvus
 acknowledged a write, inside the same RPC, so an OK Enroll is searchable and an OK Remove is gone.
 
+Large lists (``sketch_min_templates`` and more, e.g. 1M templates, where one float32 scan reads
+512 MB per probe) are searched through a **threshold-safe sign sketch**: every template also keeps
+``bits`` sign bits of random hyperplane projections (SimHash, 64 bytes for 512 bits). For a probe
+and a template at angle theta, each hyperplane separates them independently with probability
+theta/pi, so their Hamming distance is Binomial(bits, theta/pi) whatever the data. A search scans
+the sketches (a few ms at 1M), keeps every row within the Hamming radius that a template *at the
+threshold* stays inside with probability 1 - ``miss_probability`` (a template above the threshold
+even more surely), and scores those candidates exactly in float32. Scores, the threshold and the
+ranking therefore come from exact scores; a template at or above the threshold is missed with
+probability at most ``miss_probability`` (1e-6 by default, per template, at the threshold itself).
+When the threshold is so low that the radius would admit more than ``max_candidates`` rows (e.g. a
+threshold of -1), the search falls back to the exact scan: never a silent approximation.
+
 Concurrency: writers hold ``_lock``; a search takes a snapshot of the arrays under the lock and
 computes outside it. Removal clears the row's ``live`` flag in place, so it reaches every snapshot
 a later search can take; growth and compaction copy into new arrays under the same lock.
@@ -12,9 +25,12 @@ a later search can take; growth and compaction copy into new arrays under the sa
 
 from __future__ import annotations
 
+import functools
+import math
 import threading
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 
 
@@ -26,12 +42,41 @@ class Hit:
     score: float
 
 
-class _ListIndex:
-    """The templates of one watchlist: a growable matrix plus parallel id arrays."""
+@functools.lru_cache(maxsize=256)
+def hamming_radius(threshold: float, bits: int, miss_probability: float) -> int:
+    """Smallest radius r with P(Binomial(bits, theta/pi) > r) <= miss_probability, where theta is
+    the angle of cosine ``threshold`` (lowered by 1e-3 against float rounding)."""
+    t = min(1.0, max(-1.0, threshold - 1e-3))
+    p = math.acos(t) / math.pi
+    if p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return bits
+    logs = [
+        math.lgamma(bits + 1)
+        - math.lgamma(i + 1)
+        - math.lgamma(bits - i + 1)
+        + i * math.log(p)
+        + (bits - i) * math.log1p(-p)
+        for i in range(bits + 1)
+    ]
+    tail = 0.0
+    for r in range(bits, -1, -1):  # tail = P(X > r - 1) after adding term r
+        tail += math.exp(logs[r])
+        if tail > miss_probability:
+            return r
+    return 0
 
-    def __init__(self, dimension: int, capacity: int = 1024) -> None:
+
+class _ListIndex:
+    """The templates of one watchlist: a growable matrix, its sign sketches and parallel id arrays."""
+
+    def __init__(self, dimension: int, code_bytes: int, capacity: int = 1024) -> None:
         self.dimension = dimension
+        self.code_bytes = code_bytes  # per half of the sketch
         self.vectors = np.zeros((capacity, dimension), dtype=np.float32)
+        self.codes = np.zeros((capacity, code_bytes), dtype=np.uint8)  # first half: scanned in full
+        self.codes2 = np.zeros((capacity, code_bytes), dtype=np.uint8)  # second half: candidates only
         self.live = np.zeros(capacity, dtype=bool)
         self.subjects = np.empty(capacity, dtype=object)
         self.templates = np.empty(capacity, dtype=object)
@@ -42,26 +87,34 @@ class _ListIndex:
     def _resize(self, capacity: int) -> None:
         keep = np.flatnonzero(self.live[: self.n])
         vectors = np.zeros((capacity, self.dimension), dtype=np.float32)
+        codes = np.zeros((capacity, self.code_bytes), dtype=np.uint8)
+        codes2 = np.zeros((capacity, self.code_bytes), dtype=np.uint8)
         live = np.zeros(capacity, dtype=bool)
         subjects = np.empty(capacity, dtype=object)
         templates = np.empty(capacity, dtype=object)
         m = len(keep)
         vectors[:m] = self.vectors[keep]
+        codes[:m] = self.codes[keep]
+        codes2[:m] = self.codes2[keep]
         live[:m] = True
         subjects[:m] = self.subjects[keep]
         templates[:m] = self.templates[keep]
-        self.vectors, self.live, self.subjects, self.templates = vectors, live, subjects, templates
+        self.vectors, self.codes, self.codes2, self.live = vectors, codes, codes2, live
+        self.subjects, self.templates = subjects, templates
         self.n, self.dead = m, 0
         self.rows_of = {}
         for row in range(m):
             self.rows_of.setdefault(subjects[row], []).append(row)
 
-    def add(self, subject: str, template_ids: list[str], vectors: np.ndarray) -> None:
+    def add(self, subject: str, template_ids: list[str], vectors: np.ndarray, codes: np.ndarray) -> None:
         k = len(template_ids)
         if self.n + k > len(self.live):
             self._resize(max(2 * len(self.live), self.n - self.dead + k + 1024))
         rows = range(self.n, self.n + k)
         self.vectors[self.n : self.n + k] = vectors
+        half = self.code_bytes
+        self.codes[self.n : self.n + k] = codes[:, :half]
+        self.codes2[self.n : self.n + k] = codes[:, half:]
         self.subjects[self.n : self.n + k] = subject
         self.templates[self.n : self.n + k] = template_ids
         self.live[self.n : self.n + k] = True
@@ -79,25 +132,60 @@ class _ListIndex:
 
 
 class MemoryIndex:
-    """Exact cosine search over unit vectors, one matrix per watchlist."""
+    """Cosine search over unit vectors, one matrix per watchlist: exact for small lists, the
+    threshold-safe sign sketch plus an exact re-score for lists of ``sketch_min_templates`` or more."""
 
-    def __init__(self, dimension: int) -> None:
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        sketch_bits: int = 1024,
+        sketch_min_templates: int = 200_000,
+        miss_probability: float = 1e-6,
+        max_candidates: int = 65_536,
+        seed: int | None = None,
+    ) -> None:
+        if sketch_bits % 16:
+            raise ValueError("sketch_bits must be a multiple of 16")
         self.dimension = dimension
+        self.sketch_bits = sketch_bits
+        self.sketch_min_templates = sketch_min_templates
+        self.miss_probability = miss_probability
+        self.max_candidates = max_candidates
+        # Random hyperplanes, independent of the data: that independence is what the miss bound needs.
+        rng = np.random.default_rng(seed)
+        self._planes = rng.standard_normal((dimension, sketch_bits)).astype(np.float32)
         self._lists: dict[str, _ListIndex] = {}
         self._lock = threading.Lock()
+        self.sketch_searches = 0  # probes answered through the sketch (tests and the benchmark read it)
+        self.exact_fallbacks = 0  # probes on a large list whose threshold admitted too many rows
+
+    def encode(self, vectors: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """Sign sketches (packed bits) of unit vectors."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        out = np.empty((len(vectors), self.sketch_bits // 8), dtype=np.uint8)
+        for lo in range(0, len(vectors), chunk):
+            out[lo : lo + chunk] = np.packbits(vectors[lo : lo + chunk] @ self._planes > 0, axis=1)
+        return out
 
     def add(self, watchlist: str, subject: str, template_ids: list[str], vectors: np.ndarray) -> None:
+        codes = self.encode(vectors)
         with self._lock:
             index = self._lists.get(watchlist)
             if index is None:
-                index = self._lists[watchlist] = _ListIndex(self.dimension)
-            index.add(subject, template_ids, vectors)
+                index = self._lists[watchlist] = _ListIndex(self.dimension, self.sketch_bits // 16)
+            index.add(subject, template_ids, vectors, codes)
 
     def load(self, watchlist: str, subjects: list[str], template_ids: list[str], vectors: np.ndarray) -> None:
         """Replace one list's contents in bulk (start-up rebuild from Milvus)."""
-        index = _ListIndex(self.dimension, capacity=max(1024, len(template_ids) + 1024))
         n = len(template_ids)
+        index = _ListIndex(self.dimension, self.sketch_bits // 16, capacity=max(1024, n + 1024))
         index.vectors[:n] = vectors
+        half = self.sketch_bits // 16
+        for lo in range(0, n, 65_536):
+            codes = self.encode(vectors[lo : lo + 65_536])
+            index.codes[lo : lo + len(codes)] = codes[:, :half]
+            index.codes2[lo : lo + len(codes)] = codes[:, half:]
         index.subjects[:n] = subjects
         index.templates[:n] = template_ids
         index.live[:n] = True
@@ -125,37 +213,103 @@ class MemoryIndex:
             index = self._lists.get(watchlist)
             return 0 if index is None else index.n - index.dead
 
+    def memory_bytes(self) -> int:
+        """Bytes of the vector, sketch and flag arrays (capacity included; ids not counted)."""
+        with self._lock:
+            return sum(
+                i.vectors.nbytes + i.codes.nbytes + i.codes2.nbytes + i.live.nbytes
+                for i in self._lists.values()
+            )
+
+    def radii(self, threshold: float) -> tuple[int, int]:
+        """Hamming radii of the two stages (first half of the bits, then all of them); each may miss a
+        template at the threshold with at most half the miss probability (union bound)."""
+        half = self.miss_probability / 2
+        return (
+            hamming_radius(float(threshold), self.sketch_bits // 2, half),
+            hamming_radius(float(threshold), self.sketch_bits, half),
+        )
+
+    def _candidates(
+        self, code: np.ndarray, codes: np.ndarray, codes2: np.ndarray, n: int, radii: tuple[int, int]
+    ) -> np.ndarray | None:
+        """Rows whose sketch lies within the radii of the probe's, or None when there are too many.
+
+        Stage 1 scans the first half of every sketch; stage 2 adds the second half's distance for
+        the rows that passed and applies the radius of the whole sketch."""
+        half = self.sketch_bits // 16
+        dis = np.empty(n, dtype=np.int32)
+        a = np.ascontiguousarray(code[:half])
+        faiss.hammings(faiss.swig_ptr(a), faiss.swig_ptr(codes), 1, n, half, faiss.swig_ptr(dis))
+        rows = np.flatnonzero(dis <= radii[0])
+        if len(rows) > 4 * self.max_candidates:
+            return None
+        sub = np.ascontiguousarray(codes2[rows])
+        dis2 = np.empty(len(rows), dtype=np.int32)
+        b = np.ascontiguousarray(code[half:])
+        faiss.hammings(faiss.swig_ptr(b), faiss.swig_ptr(sub), 1, len(rows), half, faiss.swig_ptr(dis2))
+        rows = rows[dis[rows] + dis2 <= radii[1]]
+        return None if len(rows) > self.max_candidates else rows
+
     def search(
         self, probes: np.ndarray, watchlists: list[str], top_k: int, threshold: float, per_subject: int
     ) -> list[list[Hit]]:
         """Best ``top_k`` subjects (one hit each, its best template) per probe, score >= threshold.
 
         ``per_subject`` is the most templates a subject can have: the best ``top_k * per_subject``
-        rows always hold the best template of each of the best ``top_k`` subjects.
+        rows always hold the best template of each of the best ``top_k`` subjects. Scores are exact
+        float32 inner products on every path.
         """
         with self._lock:
             snaps = [
-                (name, idx.vectors, idx.live, idx.subjects, idx.templates, idx.n)
+                (
+                    name,
+                    idx.vectors,
+                    idx.codes,
+                    idx.codes2,
+                    idx.live,
+                    idx.subjects,
+                    idx.templates,
+                    idx.n - idx.dead,
+                    idx.n,
+                )
                 for name in watchlists
                 if (idx := self._lists.get(name)) is not None and idx.n > 0
             ]
         results: list[list[Hit]] = [[] for _ in range(len(probes))]
         want = top_k * per_subject
-        for name, vectors, live, subjects, templates, n in snaps:
-            scores = vectors[:n] @ probes.T  # (n, q)
-            alive = live[:n]
+        radii = self.radii(threshold)
+        probe_codes: np.ndarray | None = None
+        for name, vectors, codes, codes2, live, subjects, templates, size, n in snaps:
+            exact: np.ndarray | None = None
             for q in range(len(probes)):
-                col = scores[:, q]
-                passing = (col >= threshold) & alive
+                rows: np.ndarray | None = None
+                if size >= self.sketch_min_templates and radii[1] < self.sketch_bits:
+                    if probe_codes is None:
+                        probe_codes = self.encode(probes)
+                    rows = self._candidates(probe_codes[q], codes, codes2, n, radii)
+                    if rows is None:
+                        self.exact_fallbacks += 1
+                    else:
+                        self.sketch_searches += 1
+                if rows is None:
+                    if exact is None:
+                        exact = vectors[:n] @ probes.T  # (n, q): all probes at once
+                    col = exact[:, q]
+                    rows = np.arange(n)
+                else:
+                    col = vectors[rows] @ probes[q]
+                passing = (col >= threshold) & live[rows]
                 count = int(np.count_nonzero(passing))
                 if count <= want:
-                    rows = np.flatnonzero(passing)  # the usual case: few rows reach a real threshold
+                    best = np.flatnonzero(passing)  # the usual case: few rows reach a real threshold
                 else:
                     masked = np.where(passing, col, -np.inf)
-                    rows = np.argpartition(masked, n - want)[n - want :]
-                rows = rows[np.argsort(-col[rows], kind="stable")]
+                    best = np.argpartition(masked, len(col) - want)[len(col) - want :]
+                best = best[np.argsort(-col[best], kind="stable")]
                 seen: set[str] = set()
-                for row in rows:
+                for i in best:
+                    row = rows[i]
                     subject = subjects[row]
                     if subject in seen:
                         continue
@@ -163,7 +317,7 @@ class MemoryIndex:
                     if not live[row]:
                         continue
                     seen.add(subject)
-                    results[q].append(Hit(name, subject, templates[row], float(col[row])))
+                    results[q].append(Hit(name, subject, templates[row], float(col[i])))
                     if len(seen) >= top_k:
                         break
         for q, hits in enumerate(results):

@@ -97,7 +97,17 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         self.runtime = runtime
         self.mode = settings.effective_search_mode
         self.store = MilvusStore(settings)
-        self.index = MemoryIndex(settings.dimension) if self.mode == "memory" else None
+        self.index = (
+            MemoryIndex(
+                settings.dimension,
+                sketch_bits=settings.sketch_bits,
+                sketch_min_templates=settings.sketch_min_templates,
+                miss_probability=settings.sketch_miss_probability,
+                max_candidates=settings.sketch_max_candidates,
+            )
+            if self.mode == "memory"
+            else None
+        )
         self._write = threading.RLock()
         self._lists: dict[str, ListRow] = {}
         self._memory = MemoryCatalogue() if self.mode == "memory" else None
@@ -542,7 +552,17 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         milvus_params = {"index_type": s.index_type, **s.index_params, "search": s.search_params}
         if self.index is not None:
             index_type = "IN_PROCESS_EXACT"
-            params = {"serving": "in-process exact inner product (numpy float32)", "milvus": milvus_params}
+            params = {
+                "serving": "in-process: exact float32 inner product; lists of sketch_min_templates or "
+                "more prefiltered by a sign sketch, then scored exactly",
+                "sketch": {
+                    "min_templates": s.sketch_min_templates,
+                    "bits": s.sketch_bits,
+                    "miss_probability": s.sketch_miss_probability,
+                    "max_candidates": s.sketch_max_candidates,
+                },
+                "milvus": milvus_params,
+            }
         else:
             index_type = str(info.get("index_type", s.index_type))
             params = milvus_params

@@ -1,7 +1,7 @@
 """Watchlist fixtures: the same contract tests run against Milvus Lite and a real Milvus server.
 
 ``backend`` is parametrised over both (and over Lite searched by Milvus instead of the in-process
-index); the server (Milvus 2.3.5 standalone from the `milvus`
+index, and over Lite with the in-process sign sketch used for every list, however small); the server (Milvus 2.3.5 standalone from the `milvus`
 wheel) starts once per session on free loopback ports and is stopped at the end, pass or fail.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class Backend:
     root: Path
     server_uri: str = ""
     search_mode: str = "auto"
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def settings(self, store: str = "main", **overrides: Any) -> WatchlistSettings:
         """Settings for an isolated store: its own Lite file, or its own collections on the server."""
@@ -45,6 +46,7 @@ class Backend:
             "port": 0,
             "metrics_port": -1,
             "search_mode": self.search_mode,
+            **self.overrides,
         }
         values.update(overrides)
         return load_settings(WatchlistSettings, **values)
@@ -56,7 +58,7 @@ def milvus_uri() -> Iterator[str]:
         yield running.uri
 
 
-@pytest.fixture(scope="session", params=["lite", "lite_milvus_search", "server"])
+@pytest.fixture(scope="session", params=["lite", "lite_sketch", "lite_milvus_search", "server"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
     root = tmp_path_factory.mktemp(f"watchlist-{request.param}")
     if request.param == "server":
@@ -64,6 +66,9 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "lite_milvus_search":
         # Lite searched by Milvus itself rather than the in-process index (FACEGATE_WATCHLIST_SEARCH_MODE=milvus)
         return Backend(request.param, root, search_mode="milvus")
+    if request.param == "lite_sketch":
+        # The in-process index's sign-sketch path (large lists) on lists of any size.
+        return Backend(request.param, root, overrides={"sketch_min_templates": 1})
     return Backend("lite", root)
 
 
