@@ -44,6 +44,13 @@ run: setup proto models
 test: setup proto models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The reliability and security suite at full size (tests/reliability/; `make test` runs it small):
+# 20 kiosks under load, kill -9 of every process in turn, crash-safe enrolment on Milvus Lite and a
+# Milvus server, >= 10,000 generated inputs, the role matrix, log hygiene, the audit count. Loopback
+# only, every loop bounded; rewrites bench/results/reliability.md. About 15 min on 2 cores.
+test-reliability: setup proto models
+	FACEGATE_RELIABILITY=full $(PY) -m pytest tests/reliability $(PYTEST_ARGS)
+
 lint: setup proto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
