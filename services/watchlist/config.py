@@ -61,12 +61,12 @@ class WatchlistSettings(ServiceSettings):
         "sign sketch (Hamming prefilter, then exact float32 scores); smaller lists by an exact scan.",
     )
     sketch_bits: int = Field(
-        1024,
+        2048,
         ge=64,
         le=4096,
         multiple_of=64,
-        description="memory mode: sign bits per template in the sketch (1024 = 128 bytes per template); "
-        "the first half is scanned for every probe, the second only for the rows that pass.",
+        description="memory mode: sign bits per template in the sketch (2048 = 256 bytes per template), in "
+        "stages of 512: the first is scanned for every row, each next one only for the rows still in.",
     )
     sketch_miss_probability: float = Field(
         1e-6,

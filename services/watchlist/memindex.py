@@ -7,12 +7,13 @@ acknowledged a write, inside the same RPC, so an OK Enroll is searchable and an 
 
 Large lists (``sketch_min_templates`` and more, e.g. 1M templates, where one float32 scan reads
 512 MB per probe) are searched through a **threshold-safe sign sketch**: every template also keeps
-``bits`` sign bits of random hyperplane projections (SimHash, 64 bytes for 512 bits). For a probe
+``bits`` sign bits of random hyperplane projections (SimHash; 2048 bits = 256 bytes). For a probe
 and a template at angle theta, each hyperplane separates them independently with probability
 theta/pi, so their Hamming distance is Binomial(bits, theta/pi) whatever the data. A search scans
-the sketches (a few ms at 1M), keeps every row within the Hamming radius that a template *at the
-threshold* stays inside with probability 1 - ``miss_probability`` (a template above the threshold
-even more surely), and scores those candidates exactly in float32. Scores, the threshold and the
+the first 512 bits of every row, then each next 512 only for the rows still in (staged, so most
+rows cost 64 bytes), keeps every row within the Hamming radius that a template *at the threshold*
+stays inside with probability 1 - ``miss_probability`` (union bound over the stages; a template
+above the threshold even more surely), and scores those candidates exactly in float32. Scores, the threshold and the
 ranking therefore come from exact scores; a template at or above the threshold is missed with
 probability at most ``miss_probability`` (1e-6 by default, per template, at the threshold itself).
 When the threshold is so low that the radius would admit more than ``max_candidates`` rows (e.g. a
@@ -71,12 +72,14 @@ def hamming_radius(threshold: float, bits: int, miss_probability: float) -> int:
 class _ListIndex:
     """The templates of one watchlist: a growable matrix, its sign sketches and parallel id arrays."""
 
-    def __init__(self, dimension: int, code_bytes: int, capacity: int = 1024) -> None:
+    def __init__(self, dimension: int, stage_bytes: int, stages: int, capacity: int = 1024) -> None:
         self.dimension = dimension
-        self.code_bytes = code_bytes  # per half of the sketch
+        self.stage_bytes = stage_bytes
+        self.stages = stages
         self.vectors = np.zeros((capacity, dimension), dtype=np.float32)
-        self.codes = np.zeros((capacity, code_bytes), dtype=np.uint8)  # first half: scanned in full
-        self.codes2 = np.zeros((capacity, code_bytes), dtype=np.uint8)  # second half: candidates only
+        # One array per stage of the sketch: the first is scanned in full, the others only for the
+        # rows that passed the stages before (contiguous, so a stage gathers only its own bytes).
+        self.codes = tuple(np.zeros((capacity, stage_bytes), dtype=np.uint8) for _ in range(stages))
         self.live = np.zeros(capacity, dtype=bool)
         self.subjects = np.empty(capacity, dtype=object)
         self.templates = np.empty(capacity, dtype=object)
@@ -87,19 +90,18 @@ class _ListIndex:
     def _resize(self, capacity: int) -> None:
         keep = np.flatnonzero(self.live[: self.n])
         vectors = np.zeros((capacity, self.dimension), dtype=np.float32)
-        codes = np.zeros((capacity, self.code_bytes), dtype=np.uint8)
-        codes2 = np.zeros((capacity, self.code_bytes), dtype=np.uint8)
+        codes = tuple(np.zeros((capacity, self.stage_bytes), dtype=np.uint8) for _ in range(self.stages))
         live = np.zeros(capacity, dtype=bool)
         subjects = np.empty(capacity, dtype=object)
         templates = np.empty(capacity, dtype=object)
         m = len(keep)
         vectors[:m] = self.vectors[keep]
-        codes[:m] = self.codes[keep]
-        codes2[:m] = self.codes2[keep]
+        for new, old in zip(codes, self.codes, strict=True):
+            new[:m] = old[keep]
         live[:m] = True
         subjects[:m] = self.subjects[keep]
         templates[:m] = self.templates[keep]
-        self.vectors, self.codes, self.codes2, self.live = vectors, codes, codes2, live
+        self.vectors, self.codes, self.live = vectors, codes, live
         self.subjects, self.templates = subjects, templates
         self.n, self.dead = m, 0
         self.rows_of = {}
@@ -112,14 +114,17 @@ class _ListIndex:
             self._resize(max(2 * len(self.live), self.n - self.dead + k + 1024))
         rows = range(self.n, self.n + k)
         self.vectors[self.n : self.n + k] = vectors
-        half = self.code_bytes
-        self.codes[self.n : self.n + k] = codes[:, :half]
-        self.codes2[self.n : self.n + k] = codes[:, half:]
+        self.set_codes(self.n, codes)
         self.subjects[self.n : self.n + k] = subject
         self.templates[self.n : self.n + k] = template_ids
         self.live[self.n : self.n + k] = True
         self.rows_of.setdefault(subject, []).extend(rows)
         self.n += k
+
+    def set_codes(self, row: int, codes: np.ndarray) -> None:
+        b = self.stage_bytes
+        for i, stage in enumerate(self.codes):
+            stage[row : row + len(codes)] = codes[:, i * b : (i + 1) * b]
 
     def remove(self, subject: str) -> int:
         rows = self.rows_of.pop(subject, [])
@@ -139,14 +144,17 @@ class MemoryIndex:
         self,
         dimension: int,
         *,
-        sketch_bits: int = 1024,
+        sketch_bits: int = 2048,
         sketch_min_templates: int = 200_000,
         miss_probability: float = 1e-6,
         max_candidates: int = 65_536,
         seed: int | None = None,
     ) -> None:
-        if sketch_bits % 16:
-            raise ValueError("sketch_bits must be a multiple of 16")
+        # Stages of 512 bits (or two halves of a shorter sketch).
+        self.stages = sketch_bits // 512 if sketch_bits % 512 == 0 and sketch_bits >= 1024 else 2
+        if sketch_bits % (8 * self.stages):
+            raise ValueError("sketch_bits must split into whole bytes per stage")
+        self.stage_bytes = sketch_bits // 8 // self.stages
         self.dimension = dimension
         self.sketch_bits = sketch_bits
         self.sketch_min_templates = sketch_min_templates
@@ -173,19 +181,16 @@ class MemoryIndex:
         with self._lock:
             index = self._lists.get(watchlist)
             if index is None:
-                index = self._lists[watchlist] = _ListIndex(self.dimension, self.sketch_bits // 16)
+                index = self._lists[watchlist] = _ListIndex(self.dimension, self.stage_bytes, self.stages)
             index.add(subject, template_ids, vectors, codes)
 
     def load(self, watchlist: str, subjects: list[str], template_ids: list[str], vectors: np.ndarray) -> None:
         """Replace one list's contents in bulk (start-up rebuild from Milvus)."""
         n = len(template_ids)
-        index = _ListIndex(self.dimension, self.sketch_bits // 16, capacity=max(1024, n + 1024))
+        index = _ListIndex(self.dimension, self.stage_bytes, self.stages, capacity=max(1024, n + 1024))
         index.vectors[:n] = vectors
-        half = self.sketch_bits // 16
         for lo in range(0, n, 65_536):
-            codes = self.encode(vectors[lo : lo + 65_536])
-            index.codes[lo : lo + len(codes)] = codes[:, :half]
-            index.codes2[lo : lo + len(codes)] = codes[:, half:]
+            index.set_codes(lo, self.encode(vectors[lo : lo + 65_536]))
         index.subjects[:n] = subjects
         index.templates[:n] = template_ids
         index.live[:n] = True
@@ -217,38 +222,40 @@ class MemoryIndex:
         """Bytes of the vector, sketch and flag arrays (capacity included; ids not counted)."""
         with self._lock:
             return sum(
-                i.vectors.nbytes + i.codes.nbytes + i.codes2.nbytes + i.live.nbytes
+                i.vectors.nbytes + sum(c.nbytes for c in i.codes) + i.live.nbytes
                 for i in self._lists.values()
             )
 
-    def radii(self, threshold: float) -> tuple[int, int]:
-        """Hamming radii of the two stages (first half of the bits, then all of them); each may miss a
-        template at the threshold with at most half the miss probability (union bound)."""
-        half = self.miss_probability / 2
-        return (
-            hamming_radius(float(threshold), self.sketch_bits // 2, half),
-            hamming_radius(float(threshold), self.sketch_bits, half),
-        )
+    def radii(self, threshold: float) -> tuple[int, ...]:
+        """Hamming radius after each stage (over the bits seen so far); each stage may miss a template
+        at the threshold with at most miss_probability / stages (union bound)."""
+        share = self.miss_probability / self.stages
+        bits = self.stage_bytes * 8
+        return tuple(hamming_radius(float(threshold), bits * (k + 1), share) for k in range(self.stages))
 
     def _candidates(
-        self, code: np.ndarray, codes: np.ndarray, codes2: np.ndarray, n: int, radii: tuple[int, int]
+        self, code: np.ndarray, codes: tuple[np.ndarray, ...], n: int, radii: tuple[int, ...]
     ) -> np.ndarray | None:
         """Rows whose sketch lies within the radii of the probe's, or None when there are too many.
 
-        Stage 1 scans the first half of every sketch; stage 2 adds the second half's distance for
-        the rows that passed and applies the radius of the whole sketch."""
-        half = self.sketch_bits // 16
+        Stage 1 scans its bytes of every row; each later stage adds its bytes' distance for the rows
+        still in, and keeps those within the radius of all the bits seen so far."""
+        b = self.stage_bytes
         dis = np.empty(n, dtype=np.int32)
-        a = np.ascontiguousarray(code[:half])
-        faiss.hammings(faiss.swig_ptr(a), faiss.swig_ptr(codes), 1, n, half, faiss.swig_ptr(dis))
+        part = np.ascontiguousarray(code[:b])
+        faiss.hammings(faiss.swig_ptr(part), faiss.swig_ptr(codes[0]), 1, n, b, faiss.swig_ptr(dis))
         rows = np.flatnonzero(dis <= radii[0])
-        if len(rows) > 4 * self.max_candidates:
-            return None
-        sub = np.ascontiguousarray(codes2[rows])
-        dis2 = np.empty(len(rows), dtype=np.int32)
-        b = np.ascontiguousarray(code[half:])
-        faiss.hammings(faiss.swig_ptr(b), faiss.swig_ptr(sub), 1, len(rows), half, faiss.swig_ptr(dis2))
-        rows = rows[dis[rows] + dis2 <= radii[1]]
+        dis = dis[rows]
+        for k in range(1, self.stages):
+            if len(rows) > 16 * self.max_candidates:
+                return None
+            sub = np.ascontiguousarray(codes[k][rows])
+            more = np.empty(len(rows), dtype=np.int32)
+            part = np.ascontiguousarray(code[k * b : (k + 1) * b])
+            faiss.hammings(faiss.swig_ptr(part), faiss.swig_ptr(sub), 1, len(rows), b, faiss.swig_ptr(more))
+            dis += more
+            keep = dis <= radii[k]
+            rows, dis = rows[keep], dis[keep]
         return None if len(rows) > self.max_candidates else rows
 
     def search(
@@ -266,7 +273,6 @@ class MemoryIndex:
                     name,
                     idx.vectors,
                     idx.codes,
-                    idx.codes2,
                     idx.live,
                     idx.subjects,
                     idx.templates,
@@ -280,14 +286,14 @@ class MemoryIndex:
         want = top_k * per_subject
         radii = self.radii(threshold)
         probe_codes: np.ndarray | None = None
-        for name, vectors, codes, codes2, live, subjects, templates, size, n in snaps:
+        for name, vectors, codes, live, subjects, templates, size, n in snaps:
             exact: np.ndarray | None = None
             for q in range(len(probes)):
                 rows: np.ndarray | None = None
-                if size >= self.sketch_min_templates and radii[1] < self.sketch_bits:
+                if size >= self.sketch_min_templates and radii[-1] < self.sketch_bits:
                     if probe_codes is None:
                         probe_codes = self.encode(probes)
-                    rows = self._candidates(probe_codes[q], codes, codes2, n, radii)
+                    rows = self._candidates(probe_codes[q], codes, n, radii)
                     if rows is None:
                         self.exact_fallbacks += 1
                     else:
