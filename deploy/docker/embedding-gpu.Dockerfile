@@ -19,9 +19,11 @@ FROM ${PYTHON_IMAGE} AS build
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:${PATH} TF_CPP_MIN_LOG_LEVEL=2
 RUN python -m venv /opt/venv && pip install --no-cache-dir --disable-pip-version-check "pip==25.3"
 COPY requirements/embedding.lock /tmp/embedding.lock
-RUN TF=$(sed -n 's/^tensorflow-cpu==//p' /tmp/embedding.lock) \
+# (the lock spells it tensorflow_cpu or tensorflow-cpu: PEP 503 treats both alike, so the filter must too)
+RUN TF=$(sed -nE 's/^tensorflow[-_]cpu==//Ip' /tmp/embedding.lock) \
  && test -n "$TF" \
- && grep -v '^tensorflow-cpu==' /tmp/embedding.lock > /tmp/gpu.lock \
+ && grep -viE '^tensorflow[-_]cpu==' /tmp/embedding.lock > /tmp/gpu.lock \
+ && ! grep -qiE '^tensorflow[-_]cpu' /tmp/gpu.lock \
  && pip install --no-cache-dir --disable-pip-version-check -r /tmp/gpu.lock "tensorflow[and-cuda]==${TF}"
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -85,7 +85,24 @@ def test_model_weights_are_baked_in_at_build_time() -> None:
         assert "services.embedding.model_setup --models-dir /opt/facegate/models" in build, name
         assert "COPY --from=build /opt/facegate/models /opt/facegate/models" in text, name
     gpu = (DOCKER / "embedding-gpu.Dockerfile").read_text()
-    assert "tensorflow[and-cuda]==${TF}" in gpu and "grep -v '^tensorflow-cpu=='" in gpu
+    assert "tensorflow[and-cuda]==${TF}" in gpu
+
+
+def test_gpu_image_swaps_the_locked_tensorflow_cpu_for_the_cuda_build() -> None:
+    """Runs the GPU Dockerfile's filter on the real lock: tensorflow-cpu (whatever its spelling in the
+    lock) must go, or the image would hold both TensorFlow builds; its version must be found."""
+    gpu = (DOCKER / "embedding-gpu.Dockerfile").read_text()
+    grep = re.search(r"grep -viE '([^']+)' /tmp/embedding\.lock > /tmp/gpu\.lock", gpu)
+    sed = re.search(r"sed -nE 's/([^/]+)//Ip' /tmp/embedding\.lock", gpu)
+    assert grep and sed, "the GPU Dockerfile's lock filter changed: update this test"
+    lock = (REPO / "requirements" / "embedding.lock").read_text().splitlines()
+    kept = [line for line in lock if not re.search(grep.group(1), line, re.I)]
+    versions = [
+        re.sub(sed.group(1), "", line, flags=re.I) for line in lock if re.search(sed.group(1), line, re.I)
+    ]
+    assert len(kept) == len(lock) - 1, "exactly the tensorflow-cpu pin is removed"
+    assert not any(re.match(r"tensorflow[-_.]cpu", line, re.I) for line in kept)
+    assert versions and re.fullmatch(r"\d+\.\d+\.\d+", versions[0]), versions
 
 
 def test_every_image_the_manifests_run_has_a_dockerfile(rendered) -> None:

@@ -18,17 +18,19 @@ from services.runtime.model_spec import FACENET
 from tests.deploy import checks
 from tests.deploy.conftest import K8S, REPO, kustomizations, kustomize, node_modules
 
-K8S_VERSION = "1.32.0"
+#: The oldest and newest Kubernetes versions kubernetes-validate bundles schemas for.
+K8S_VERSIONS = ("1.32.0", kubernetes_validate.latest_version())
+K8S_VERSION = K8S_VERSIONS[0]
 #: Kinds kubernetes-validate has no schema for; each is validated another way below.
 CUSTOM_KINDS = {"Milvus", "PodMonitor", "PrometheusRule", "ServiceMonitor"}
 MILVUS_SCHEMA = K8S / "schemas" / "milvus.io_v1beta1_milvus.schema.json"
 VALIDATE_MODELS = Path(__file__).with_name("validate_models.mjs")
 
 
-def k8s_problems(obj: dict) -> list[str]:
+def k8s_problems(obj: dict, version: str = K8S_VERSION) -> list[str]:
     """kubernetes-validate --strict on one object; a missing schema counts as a problem."""
     try:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
         if obj.get("kind") in CUSTOM_KINDS:
             return []
@@ -102,8 +104,9 @@ def test_overlays_hold_what_the_issue_asks_for(rendered) -> None:
 # ---- schemas ------------------------------------------------------------------------------------------
 
 
-def test_every_object_passes_kubernetes_validate_strict(all_objects) -> None:
-    problems = [f"{overlay}: {p}" for overlay, obj in all_objects for p in k8s_problems(obj)]
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_object_passes_kubernetes_validate_strict(all_objects, version) -> None:
+    problems = [f"{overlay}: {p}" for overlay, obj in all_objects for p in k8s_problems(obj, version)]
     assert not problems, "\n".join(problems)
 
 
