@@ -348,3 +348,52 @@ def test_model_files_come_from_the_image_not_a_download(rendered) -> None:
         assert not any(m["mountPath"].startswith("/opt/facegate/models") for m in c.get("volumeMounts", []))
         text = yaml.safe_dump(embedding)
         assert "model_setup" not in text and "pip download" not in text
+
+
+#: Stand-ins for values a container gets from a Secret (secretKeyRef) when its settings are loaded.
+SECRET_STAND_INS = {"MILVUS_URI": "http://facegate-milvus-milvus:19530", "MILVUS_TOKEN": "facegate:stand-in"}
+
+
+def _load_as_container(monkeypatch, env: dict[str, str], app: str):
+    """Load the runtime's and ``app``'s settings classes from exactly ``env`` (what the container gets)."""
+    import os
+
+    from services.runtime.config import RuntimeSettings, load_settings
+    from tools.config_docs import SETTINGS
+
+    for var in list(os.environ):
+        if var.startswith("FACEGATE_") or var in ("REDIS_URL", "MILVUS_URI", "MILVUS_TOKEN"):
+            monkeypatch.delenv(var)
+    for var, value in env.items():
+        monkeypatch.setenv(var, SECRET_STAND_INS.get(var, value) if value.startswith("<from") else value)
+    (settings,) = [s for s in SETTINGS if s.name == app]
+    return load_settings(RuntimeSettings), load_settings(settings.load())
+
+
+def test_every_service_accepts_its_rendered_configuration(rendered, monkeypatch) -> None:
+    """Not only the names: the values parse too (a JSON index parameter, a device name, a port), the
+    way the server validates them at start (a wrong one would stop the pod with exit code 2)."""
+    for overlay, objs in rendered.items():
+        for w in checks.facegate_workloads(objs):
+            app = checks.app_of(w)
+            env = checks.container_env(objs, checks.pod_spec(w)["containers"][0])
+            with monkeypatch.context() as m:
+                runtime, settings = _load_as_container(m, env, app)
+            assert runtime.host == "0.0.0.0", overlay
+            assert (settings.port, settings.metrics_port) == checks.SERVICES[app][:2], f"{overlay}: {app}"
+
+
+def test_a_value_the_service_would_refuse_is_caught(rendered, monkeypatch) -> None:
+    from services.runtime.config import ConfigError
+
+    objs = copy.deepcopy(rendered["dev"])
+    config = next(
+        o for o in objs if o["kind"] == "ConfigMap" and checks.name_of(o).startswith("watchlist-config")
+    )
+    config["data"]["FACEGATE_WATCHLIST_SEARCH_MODE"] = "fast"
+    env = checks.container_env(
+        objs, checks.pod_spec(checks.find(objs, "Deployment", "watchlist"))["containers"][0]
+    )
+    with monkeypatch.context() as m, pytest.raises(ConfigError) as caught:
+        _load_as_container(m, env, "watchlist")
+    assert "FACEGATE_WATCHLIST_SEARCH_MODE" in str(caught.value)
