@@ -48,6 +48,18 @@ class DetectionSettings(ServiceSettings):
         description="Default margin around the face in the aligned crop, as a fraction of its size (model spec).",
     )
     max_batch: int = Field(16, ge=1, le=256, description="Most images in one DetectBatch call.")
+    tf_intra_op_threads: int = Field(
+        0, ge=0, le=256, description="TensorFlow threads inside one op (0 = TensorFlow's default: all cores)."
+    )
+    tf_inter_op_threads: int = Field(
+        0, ge=0, le=256, description="TensorFlow ops run side by side (0 = TensorFlow's default: all cores)."
+    )
+    max_parallel: int = Field(
+        2,
+        ge=0,
+        le=256,
+        description="MTCNN runs at once; more calls wait their turn (0 = no limit but the gRPC pool).",
+    )
     batch_retry_empty: bool = Field(
         True, description="Re-run alone any image a batch reports without a face (batch-mode guard)."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Sequence
 
@@ -20,6 +22,7 @@ from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FacegateError, InvalidArgument, ResourceExhausted
 from services.runtime.images import decode_message
 from services.runtime.server import run_service
+from services.runtime.tf_threads import configure_threads
 
 
 class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
@@ -35,11 +38,13 @@ class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
             threshold_onet=settings.detector_floor,
             retry_empty_alone=settings.batch_retry_empty,
         )
+        self._slots = threading.BoundedSemaphore(settings.max_parallel) if settings.max_parallel else None
 
     def register(self, server: grpc.Server) -> None:
         detection_pb2_grpc.add_DetectionServiceServicer_to_server(self, server)
 
     def warmup(self) -> None:
+        configure_threads(self.settings.tf_intra_op_threads, self.settings.tf_inter_op_threads)
         self.detector.load()
 
     def close(self) -> None:
@@ -91,6 +96,10 @@ class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
         )
 
     def _detect(self, images: Sequence[np.ndarray], policy: Policy, mode: str) -> list[Detection]:
+        with self._slots or contextlib.nullcontext():
+            return self._detect_now(images, policy, mode)
+
+    def _detect_now(self, images: Sequence[np.ndarray], policy: Policy, mode: str) -> list[Detection]:
         started = time.perf_counter()
         detections = self.detector.detect(
             images, min_face_px=max(policy.min_face_size, 1), scale_to_min_face=policy.scale_to_min_face

@@ -35,6 +35,12 @@ class EmbeddingSettings(ServiceSettings):
         64, ge=1, le=4096, description="Embed requests with more faces are refused with RESOURCE_EXHAUSTED."
     )
     batching: bool = Field(True, description="Merge concurrent requests into shared model calls.")
+    tf_intra_op_threads: int = Field(
+        0, ge=0, le=256, description="TensorFlow threads inside one op (0 = TensorFlow's default: all cores)."
+    )
+    tf_inter_op_threads: int = Field(
+        0, ge=0, le=256, description="TensorFlow ops run side by side (0 = TensorFlow's default: all cores)."
+    )
     max_batch: int = Field(32, ge=1, le=1024, description="Largest model call the batcher builds.")
     max_wait_ms: float = Field(
         5.0, ge=0, le=1000, description="How long the batcher waits for more faces after the first one."

@@ -24,6 +24,7 @@ from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FailedPrecondition, Unavailable
 from services.runtime.model_spec import FACENET, ModelSpec
 from services.runtime.server import run_service
+from services.runtime.tf_threads import configure_threads
 
 log = logging.getLogger("facegate.embedding")
 
@@ -62,6 +63,7 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
     def warmup(self) -> None:
         s = self.settings
         if self.model is None:
+            configure_threads(s.tf_intra_op_threads, s.tf_inter_op_threads)
             self.model = EmbeddingModel(
                 s.models_dir, spec=self.spec, flip_fusion=s.flip_fusion, device=s.device
             )
