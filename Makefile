@@ -41,8 +41,10 @@ $(STAMP_MODELS): services/embedding/model_setup.py services/embedding/facenet.py
 run: setup proto models
 	$(PY) -m facegate.launcher
 
-test: setup proto models
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The deploy checks in tests/deploy run strictly: a missing kubectl, promtool or npm package fails
+# them instead of skipping (.ci/run installs the Debian tools when missing).
+test: setup proto models deploy-tools
+	FACEGATE_DEPLOY_STRICT=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The reliability and security suite at full size (tests/reliability/; `make test` runs it small):
 # 20 kiosks under load, kill -9 of every process in turn, crash-safe enrolment on Milvus Lite and a
@@ -84,8 +86,8 @@ lock:
 	$(LOCK_VENV)/bin/python tools/lock.py --python $(LOCK_VENV)/bin/python
 
 # Kubernetes manifests, images, alerts and dashboard, checked offline (tests/deploy; docs/kubernetes.md).
-# `make test` runs the same tests; the Node.js checks in them need the npm packages below (they skip
-# without them, fail with FACEGATE_DEPLOY_STRICT=1). kubectl and promtool come from Debian packages.
+# `make test` installs the npm packages below and runs the same tests strictly (a bare pytest run
+# skips the Node.js checks without them). kubectl and promtool come from Debian packages.
 DEPLOY_NODE := var/deploy-tools/node
 STAMP_DEPLOY_NODE := $(DEPLOY_NODE)/.installed
 deploy-tools: $(STAMP_DEPLOY_NODE)
