@@ -7,11 +7,13 @@ the README's configuration table.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 _SECRET_HINTS = ("token", "password", "secret", "key")
 
@@ -104,6 +106,11 @@ def load_settings(cls: type[S], **overrides: object) -> S:
     """
     try:
         return cls(**overrides)
+    except SettingsError as exc:  # a value pydantic-settings could not even parse (e.g. bad JSON)
+        prefix = cls.model_config.get("env_prefix", "") or ""
+        found = re.search(r'field "(\w+)"', str(exc))
+        var = f"{prefix}{found.group(1)}".upper() if found else "?"
+        raise ConfigError(f"invalid configuration:\n  {var}: not a valid JSON value") from None
     except ValidationError as exc:
         prefix = cls.model_config.get("env_prefix", "") or ""
         problems = []
