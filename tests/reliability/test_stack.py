@@ -796,7 +796,12 @@ def test_audit_log_verifies_and_holds_every_answered_call(launched: Launched, fi
         else "admin"
         for r in records.values()
     )
-    figures.notes["audit_records"] = dict(by_kind, total=len(records))
+    figures.notes["audit_records"] = dict(
+        by_kind,
+        total=len(records),
+        expected_from_the_calls_made=ACCOUNTING.expected,
+        calls_whose_answer_was_not_seen=ACCOUNTING.maybe,
+    )
     missing = ACCOUNTING.decision_ids - records.keys()
     figures.add("lost_audit_records", len(missing))
     assert not missing
