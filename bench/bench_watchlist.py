@@ -9,6 +9,13 @@ Templates are random unit vectors (one per subject); probes are stored templates
 numpy search over the same vectors. Also: enrolment throughput through EnrollSubject, bulk load
 rate, start-up index rebuild time and the data size per 100k templates.
 
+Gate screening rows (threshold = the calibrated FAR 1e-3 point) use *planted* probes, made at a
+cosine of 0.55-0.9 to one stored template (a genuine-like match; random elsewhere), and pure-random
+probes (near-ties, nothing at the threshold): recall@1 = the first candidate is the exact search's
+first candidate (or both return nothing). The in-process index is also measured alone at every size
+on random and on face-like vectors (a 34-dimensional subspace plus noise: impostor cosine sd ~0.16,
+0.1 % above 0.48, like FaceNet's calibrated impostor scores), exact scan against the sign sketch.
+
 Run: ``python -m bench watchlist`` (or ``python -m bench.bench_watchlist --sizes 10000,100000``).
 """
 
@@ -48,6 +55,11 @@ VERSION = DEFAULT.model_version
 LIST = "bench"
 BATCH = 32
 LOAD_CHUNK = 5000
+#: The calibrated FAR 1e-3 and 1e-4 thresholds of the shipped FaceNet calibration (facegate/calibration).
+GATE_THRESHOLD = 0.5089
+STRICT_THRESHOLD = 0.6286
+#: Lite's own search grows ~17 ms per 1,000 rows: above this size it is not measured.
+LITE_MILVUS_MAX = 100_000
 
 
 def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -64,9 +76,45 @@ def probes_for(rng: np.random.Generator, data: np.ndarray, count: int) -> tuple[
 
 
 def exact_top10(data: np.ndarray, probes: np.ndarray) -> list[set[int]]:
-    scores = data @ probes.T
-    top = np.argpartition(-scores, 10, axis=0)[:10]
-    return [set(top[:, q].tolist()) for q in range(len(probes))]
+    out: list[set[int]] = []
+    for lo in range(0, len(probes), 100):
+        scores = data @ probes[lo : lo + 100].T
+        top = np.argpartition(-scores, 10, axis=0)[:10]
+        out += [set(top[:, q].tolist()) for q in range(top.shape[1])]
+    return out
+
+
+def exact_best(data: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index and score of every probe's exact nearest template."""
+    best, score = [], []
+    for lo in range(0, len(probes), 100):
+        scores = data @ probes[lo : lo + 100].T
+        i = np.argmax(scores, axis=0)
+        best.append(i)
+        score.append(scores[i, np.arange(len(i))])
+    return np.concatenate(best), np.concatenate(score)
+
+
+def planted_probes(rng: np.random.Generator, data: np.ndarray, count: int) -> np.ndarray:
+    """Probes at cosine 0.55-0.9 to one stored template each (a genuine-like match), random elsewhere."""
+    mates = rng.integers(0, len(data), count)
+    sim = rng.uniform(0.55, 0.9, count).astype(np.float32)
+    other = rng.standard_normal((count, DIM)).astype(np.float32)
+    other -= (other * data[mates]).sum(1, keepdims=True) * data[mates]
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    p = sim[:, None] * data[mates] + np.sqrt(1 - sim**2)[:, None] * other
+    return (p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32)
+
+
+def face_like(rng: np.random.Generator, n: int, basis: np.ndarray) -> np.ndarray:
+    """Unit vectors with FaceNet-like impostor scores: a 34-d subspace plus isotropic noise."""
+    out = np.empty((n, DIM), dtype=np.float32)
+    for lo in range(0, n, 100_000):
+        m = min(100_000, n - lo)
+        z = rng.standard_normal((m, basis.shape[1])).astype(np.float32) @ basis.T
+        z += 0.25 * np.sqrt(basis.shape[1] / DIM) * rng.standard_normal((m, DIM)).astype(np.float32)
+        out[lo : lo + m] = z / np.linalg.norm(z, axis=1, keepdims=True)
+    return out
 
 
 def pct(values: list[float], p: float) -> float:
@@ -149,27 +197,65 @@ def bulk_load(settings: WatchlistSettings, data: np.ndarray) -> float:
         store.close()
 
 
-def wait_for_index(store: MilvusStore, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
+INDEX_WAIT_S = 600.0
+INDEX_STATE: dict[str, Any] = {}
+
+
+def wait_for_index(store: MilvusStore, timeout: float | None = None) -> None:
+    """Wait (bounded) until the server indexed every row; records how far it got and how long it took."""
+    started = time.monotonic()
+    deadline = started + (INDEX_WAIT_S if timeout is None else timeout)
+    info: dict[str, Any] = {}
     while time.monotonic() < deadline:
         info = store.index_info()
         if info.get("pending_index_rows", 0) == 0 and info.get("indexed_rows", 0) >= info.get(
             "total_rows", 0
         ):
-            return
-        time.sleep(1)
+            break
+        time.sleep(2)
+    INDEX_STATE.update(
+        seconds=time.monotonic() - started,
+        indexed=int(info.get("indexed_rows", 0)),
+        total=int(info.get("total_rows", 0)),
+    )
 
 
 @contextlib.contextmanager
-def service(settings: WatchlistSettings) -> Iterator[tuple[Any, float]]:
+def service(settings: WatchlistSettings) -> Iterator[tuple[Any, float, WatchlistService]]:
     svc = WatchlistService(settings, load_settings(RuntimeSettings))
     started = time.perf_counter()
     try:
         with serve(svc, label="watchlist") as running, connect(running) as channel:
             warm = time.perf_counter() - started
-            yield watchlist_pb2_grpc.WatchlistServiceStub(channel), warm
+            yield watchlist_pb2_grpc.WatchlistServiceStub(channel), warm, svc
     finally:
         svc.close()
+
+
+def measure_gate(
+    stub: Any, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], threshold: float
+) -> dict[str, dict[str, float]]:
+    """Single-probe Search RPCs at a real threshold; recall@1 against the exact best (or both empty)."""
+    out = {}
+    for name, (probes, best, best_score) in sets.items():
+        lat, agree = [], 0
+        for q, v in enumerate(probes):
+            r = pb.SearchRequest(
+                probes=[common_pb2.Embedding(values=v.tolist(), model_version=VERSION)],
+                watchlists=[LIST],
+                top_k=10,
+                threshold=threshold,
+            )
+            t = time.perf_counter()
+            res = stub.Search(r)
+            lat.append((time.perf_counter() - t) * 1000)
+            cands = res.results[0].candidates
+            if best_score[q] >= threshold:
+                agree += bool(cands) and int(cands[0].subject_id[1:]) == int(best[q])
+            else:
+                agree += not cands
+        out[name] = {"p50": statistics.median(lat), "p99": pct(lat, 99), "recall1": agree / len(probes)}
+    return out
 
 
 def measure_search(
@@ -311,7 +397,8 @@ def measure_consistency(uri: str, rng: np.random.Generator, rounds: int = 20) ->
 
 
 def measure_memory_index(data: np.ndarray, probes: np.ndarray, batched: np.ndarray) -> dict[str, float]:
-    index = MemoryIndex(DIM)
+    """The exact scan alone (a list below the sketch size), threshold -1: the worst case."""
+    index = MemoryIndex(DIM, sketch_min_templates=len(data) + 1)
     index.load(LIST, [f"s{i}" for i in range(len(data))], [f"t{i}" for i in range(len(data))], data)
     for v in probes[:5]:
         index.search(v[None], [LIST], 10, -1.0, 20)
@@ -332,11 +419,84 @@ def measure_memory_index(data: np.ndarray, probes: np.ndarray, batched: np.ndarr
     }
 
 
+def measure_sketch(
+    kind: str, data: np.ndarray, rng: np.random.Generator, randoms: np.ndarray
+) -> list[dict[str, Any]]:
+    """Exact scan against the sign sketch on one list, at the two calibrated thresholds.
+
+    Per probe set: p50/p99 ms, recall@1 against exact search (same first subject, or both empty),
+    the share of every template at or above the threshold that the search returned (top_k 100, one
+    template per subject, so every such template is returned when there are at most 100), and the
+    sketch's candidates per probe."""
+    n = len(data)
+    subjects, tids = [f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)]
+    t = time.perf_counter()
+    sketch = MemoryIndex(DIM, sketch_min_templates=1)
+    sketch.load(LIST, subjects, tids, data)
+    build = time.perf_counter() - t
+    exact = MemoryIndex(DIM, sketch_min_templates=n + 1)
+    exact.load(LIST, subjects, tids, data)
+    sets = {"planted": planted_probes(rng, data, len(randoms)), "random": randoms}
+    rows = []
+    for threshold in (GATE_THRESHOLD, STRICT_THRESHOLD):
+        for name, probes in sets.items():
+            row: dict[str, Any] = {"kind": kind, "n": n, "threshold": threshold, "probes": name}
+            for label, index in (("exact", exact), ("sketch", sketch)):
+                lat, found = [], []
+                for v in probes[:3]:
+                    index.search(v[None], [LIST], 100, threshold, 1)
+                for v in probes:
+                    t = time.perf_counter()
+                    hits = index.search(v[None], [LIST], 100, threshold, 1)[0]
+                    lat.append((time.perf_counter() - t) * 1000)
+                    found.append(hits)
+                row[label] = {"p50": statistics.median(lat), "p99": pct(lat, 99)}
+                row[label + "_hits"] = found
+            agree, want, got = 0, 0, 0
+            for e, k in zip(row.pop("exact_hits"), row.pop("sketch_hits"), strict=True):
+                agree += (e[0].subject_id if e else None) == (k[0].subject_id if k else None)
+                es, ks = {h.subject_id for h in e}, {h.subject_id for h in k}
+                want += len(es)
+                got += len(es & ks)
+            fallbacks, sketch.exact_fallbacks = sketch.exact_fallbacks, 0
+            radii = sketch.radii(threshold)
+            arrays = sketch._lists[LIST]
+            counts = []
+            for v in probes[: min(50, len(probes))]:
+                rows_ = sketch._candidates(sketch.encode(v[None])[0], arrays.codes, n, radii)
+                counts.append(-1 if rows_ is None else len(rows_))
+            row.update(
+                recall1=agree / len(probes),
+                found=(got / want) if want else 1.0,
+                at_threshold=want / len(probes),
+                candidates=statistics.median(counts),
+                fallbacks=fallbacks,
+            )
+            rows.append(row)
+    mem = sketch.memory_bytes() / n * 1_000_000 / 2**20
+    arrays = exact._lists[LIST]
+    exact_mem = (arrays.vectors.nbytes + arrays.live.nbytes) / n * 1_000_000 / 2**20
+    for row in rows:
+        row.update(build=build, mem=mem, exact_mem=exact_mem)
+    return rows
+
+
 def run(
     sizes: list[int], queries: int, slow_queries: int, enrolments: int, server_sizes: list[int]
 ) -> dict[str, Any]:
     rng = np.random.default_rng(20261128)
-    out: dict[str, Any] = {"rows": [], "enrol": {}, "load": {}, "size": {}, "rebuild": {}, "memory": {}}
+    out: dict[str, Any] = {
+        "rows": [],
+        "gate": [],
+        "enrol": {},
+        "load": {},
+        "size": {},
+        "rebuild": {},
+        "memory": {},
+        "sketch": [],
+        "index_mem": {},
+        "server_index": {},
+    }
     work = Path(tempfile.mkdtemp(prefix="facegate-bench-wl-"))
     # Milvus Lite flushes its data files again at interpreter exit; registered first, this runs last.
     atexit.register(shutil.rmtree, work, True)
@@ -347,18 +507,32 @@ def run(
         mates = {n: m for n, (_p, m) in made.items()}
         batched = {n: probes_for(rng, d, BATCH * 5)[0] for n, d in datasets.items()}
         truth = {n: exact_top10(d, probes[n]) for n, d in datasets.items()}
+        gate = {}
+        for n, d in datasets.items():
+            sets = {"planted": planted_probes(rng, d, queries), "random": unit_vectors(rng, queries)}
+            gate[n] = {k: (v, *exact_best(d, v)) for k, v in sets.items()}
         for n in sizes:
             out["memory"][n] = measure_memory_index(datasets[n], probes[n], batched[n])
+            out["sketch"] += measure_sketch("random", datasets[n], rng, unit_vectors(rng, queries))
+            if n == max(sizes):
+                basis = np.linalg.qr(rng.standard_normal((DIM, 34)))[0].astype(np.float32)
+                faces = face_like(rng, n, basis)
+                out["sketch"] += measure_sketch("face-like", faces, rng, face_like(rng, queries, basis))
+                del faces
             uri = str(work / f"lite-{n}.db")
             out["load"][("lite", n)] = bulk_load(settings_for(uri, "memory", "bench"), datasets[n])
             out["size"][("lite", n)] = du(Path(uri))
-            for mode in ("memory", "milvus"):
-                # Lite's own search is a Python pass over every row: fewer queries keep the run short.
+            # Lite's own search is a Python pass over every row: not measured on the largest lists.
+            modes = ("memory", "milvus") if n <= LITE_MILVUS_MAX else ("memory",)
+            for mode in modes:
                 q = queries if mode == "memory" else slow_queries
                 b = BATCH * (5 if mode == "memory" else 1)
-                with service(settings_for(uri, mode, "bench")) as (stub, warm):
+                with service(settings_for(uri, mode, "bench")) as (stub, warm, svc):
                     if mode == "memory":
                         out["rebuild"][n] = warm
+                        assert svc.index is not None
+                        out["index_mem"][n] = svc.index.memory_bytes()
+                        out["gate"].append(("lite+memory", n, measure_gate(stub, gate[n], GATE_THRESHOLD)))
                     row = measure_search(stub, probes[n][:q], mates[n][:q], truth[n][:q], batched[n][:b])
                     out["rows"].append(("lite+" + mode, n, row))
                     if mode == "memory" and n == sizes[0]:
@@ -370,9 +544,12 @@ def run(
                     prefix = f"bench{n}"
                     settings = settings_for(running.uri, "milvus", prefix)
                     before = du(work / "server")
+                    INDEX_STATE.clear()
                     out["load"][("server", n)] = bulk_load(settings, datasets[n])
+                    out["server_index"][n] = dict(INDEX_STATE)
                     out["size"][("server", n)] = du(work / "server") - before
-                    with service(settings) as (stub, _warm):
+                    with service(settings) as (stub, _warm, _svc):
+                        out["gate"].append(("server+milvus", n, measure_gate(stub, gate[n], GATE_THRESHOLD)))
                         out["rows"].append(
                             (
                                 "server+milvus",
@@ -405,7 +582,9 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
         + "`, search `"
         + json.dumps(s.search_params)
         + "` (ef raised to top_k x max_templates_per_subject = 200 when smaller, so one-per-subject"
-        " de-duplication sees enough rows); in-process index: exact float32 inner product (numpy), no parameters.",
+        " de-duplication sees enough rows); in-process index: exact float32 inner product (numpy) below"
+        f" {s.sketch_min_templates:,} templates, the sign sketch ({s.sketch_bits} bits, miss probability"
+        f" {s.sketch_miss_probability:g}) with exact float32 scores from there on.",
         "",
         "## Search through the service (ms per Search RPC)",
         "",
@@ -430,6 +609,65 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
     ]
     for n, m in out["memory"].items():
         lines.append(f"| {n:,} | {m['p50']:.2f} | {m['p99']:.2f} | {m['batch_per_probe']:.3f} |")
+    if out["gate"]:
+        lines += [
+            "",
+            f"## Gate screening through the service (threshold {GATE_THRESHOLD}, top_k 10, ms per Search RPC)",
+            "",
+            "Planted = a genuine-like match at cosine 0.55-0.9 to one template; random = no match "
+            "(nothing reaches the threshold on random data). Recall@1 against exact search.",
+            "",
+            "| configuration | templates | planted p50 | planted p99 | planted recall@1 | random p50 | random p99 "
+            "| random recall@1 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, n, g in out["gate"]:
+            a, b = g["planted"], g["random"]
+            lines.append(
+                f"| {name} | {n:,} | {a['p50']:.2f} | {a['p99']:.2f} | {a['recall1']:.3f} | {b['p50']:.2f} | "
+                f"{b['p99']:.2f} | {b['recall1']:.3f} |"
+            )
+    if out["sketch"]:
+        lines += [
+            "",
+            "## In-process index alone: exact scan against the sign sketch (no gRPC)",
+            "",
+            "top_k 100, one template per subject. *found* = share of the templates at or above the "
+            "threshold (exact) that the sketch search returned; *at thr* = such templates per probe; "
+            "candidates = rows scored exactly per probe (median); fallbacks = probes that went to the exact "
+            "scan because more than `sketch_max_candidates` rows were within the radius.",
+            "",
+            "| data | templates | threshold | probes | exact p50 / p99 | sketch p50 / p99 | recall@1 | found "
+            "| at thr | candidates | fallbacks |",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in out["sketch"]:
+            lines.append(
+                f"| {r['kind']} | {r['n']:,} | {r['threshold']} | {r['probes']} | "
+                f"{r['exact']['p50']:.2f} / {r['exact']['p99']:.2f} | {r['sketch']['p50']:.2f} / "
+                f"{r['sketch']['p99']:.2f} | {r['recall1']:.3f} | {r['found']:.4f} | {r['at_threshold']:.1f} | "
+                f"{r['candidates']:,.0f} | {r['fallbacks']} |"
+            )
+        lines += [
+            "",
+            "| data | templates | sketch build s | MiB per 1M (vectors + sketch) | MiB per 1M (vectors only) |",
+        ]
+        lines.append("|---|---:|---:|---:|---:|")
+        seen = set()
+        for r in out["sketch"]:
+            if (r["kind"], r["n"]) not in seen:
+                seen.add((r["kind"], r["n"]))
+                lines.append(
+                    f"| {r['kind']} | {r['n']:,} | {r['build']:.1f} | {r['mem']:.0f} | {r['exact_mem']:.0f} |"
+                )
+        radii = MemoryIndex(DIM, sketch_bits=s.sketch_bits, miss_probability=s.sketch_miss_probability).radii(
+            GATE_THRESHOLD
+        )
+        lines.append(
+            f"\nSketch: {s.sketch_bits} bits, miss probability {s.sketch_miss_probability:g} per template at the "
+            f"threshold, radii at {GATE_THRESHOLD} after each 512-bit stage: {radii}; used by the "
+            f"service for lists of {s.sketch_min_templates:,} templates or more."
+        )
     cons = out.get("consistency")
     if cons:
         lines += [
@@ -450,6 +688,17 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
         lines.append(
             f"| bulk insert into Milvus ({backend}, {n:,} rows, chunks of {LOAD_CHUNK}), rows/s | {rate:,.0f} |"
         )
+    for n, info in out["server_index"].items():
+        if info:
+            lines.append(
+                f"| server HNSW index after bulk insert, {n:,} rows: rows indexed / total, "
+                f"s waited (bound {INDEX_WAIT_S:.0f}) | {info['indexed']:,} / {info['total']:,}, "
+                f"{info['seconds']:.0f} s |"
+            )
+    for n, b in out["index_mem"].items():
+        lines.append(
+            f"| in-process index arrays (vectors + sketch), {n:,} templates, MiB | {b / 2**20:.0f} |"
+        )
     for n, sec in out["rebuild"].items():
         lines.append(
             f"| service start incl. in-process index rebuild from Lite, {n:,} templates, s | {sec:.2f} |"
@@ -462,13 +711,19 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
 
 
 def main(argv: list[str] | None = None) -> None:
+    global INDEX_WAIT_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000", help="Lite sizes")
-    parser.add_argument("--server-sizes", default="10000,100000", help="server sizes ('' to skip)")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="Lite sizes")
+    parser.add_argument("--server-sizes", default="10000,100000,1000000", help="server sizes ('' to skip)")
+    parser.add_argument(
+        "--index-wait", type=float, default=600.0, help="most seconds to wait for the server's index"
+    )
+    parser.add_argument("--report", type=Path, default=REPORT, help="where to write the report")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--slow-queries", type=int, default=30, help="queries for Lite's own search")
     parser.add_argument("--enrolments", type=int, default=100)
     args = parser.parse_args(argv if argv is not None else [])
+    INDEX_WAIT_S = args.index_wait
     started = time.perf_counter()
     out = run(
         [int(x) for x in args.sizes.split(",") if x],
@@ -477,9 +732,9 @@ def main(argv: list[str] | None = None) -> None:
         args.enrolments,
         [int(x) for x in args.server_sizes.split(",") if x],
     )
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(render(out, args, time.perf_counter() - started))
-    print(f"wrote {REPORT}")
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(render(out, args, time.perf_counter() - started))
+    print(f"wrote {args.report}")
 
 
 if __name__ == "__main__":
