@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 
 from facegate.client import channel
 from services.runtime.config import RuntimeSettings, load_settings
@@ -54,3 +57,36 @@ def stopped(running: RunningServer) -> Iterator[None]:
 def connect(running: RunningServer) -> Iterator[grpc.Channel]:
     with channel(f"127.0.0.1:{running.port}") as ch:
         yield ch
+
+
+def child_processes(parent: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the direct children of ``parent`` (read from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            out.append((int(entry.name), cmdline))
+    return out
+
+
+def openssl(*args: str) -> None:
+    """Run openssl (test certificates); fails the test with the install hint when it is missing."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make test certificates (apt-get install openssl)")
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key: (cert, key) PEM paths in ``folder``."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}"),
+        *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+    )
+    return cert, key

@@ -18,7 +18,7 @@ import pytest
 from facegate.client import health_check, open_channel
 from facegate.endpoints import SERVICE_NAMES
 from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
-from tests.support import FACES, REPO
+from tests.support import FACES, REPO, child_processes
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +156,7 @@ def test_the_kiosk_decides_fails_closed_while_a_service_is_killed_and_recovers(
     assert verify_outcome(stack, live, portrait) == "ACCEPT"
     assert verify_outcome(stack, live, OTHER_PERSON) == "REFER"
 
-    embedding = [p for p in _children(stack.proc.pid) if "services.embedding" in p[1]]
+    embedding = [p for p in child_processes(stack.proc.pid) if "services.embedding" in p[1]]
     assert len(embedding) == 1, embedding
     os.kill(embedding[0][0], signal.SIGKILL)
     time.sleep(0.5)
@@ -191,22 +191,6 @@ def test_the_kiosk_decides_fails_closed_while_a_service_is_killed_and_recovers(
         timeout=60,
     )
     assert done.returncode == 0 and done.stdout.startswith("OK: "), done.stdout + done.stderr
-
-
-def _children(parent: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the direct children of ``parent``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            out.append((int(entry.name), cmdline))
-    return out
 
 
 def test_ctrl_c_stops_every_service(stack: Stack) -> None:

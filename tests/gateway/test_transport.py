@@ -3,8 +3,6 @@ loopback. Certificates are made by openssl for 127.0.0.1 in each run."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,35 +10,7 @@ import pytest
 from facegate.errors import Unavailable
 from facegate.gateway_client import Gateway
 from services.runtime.config import ConfigError, RuntimeSettings, load_settings
-
-
-def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make test certificates (apt-get install openssl)")
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+from tests.support import self_signed
 
 
 def settings(stack, tmp_path: Path, **overrides: object):
@@ -112,4 +82,3 @@ def test_half_a_tls_pair_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(GatewaySettings, tls_cert_file=tmp_path / "cert.pem")
     assert "TLS_CERT_FILE and TLS_KEY_FILE" in str(err.value)
-

@@ -34,7 +34,7 @@ import pytest
 
 from facegate.client import health_check
 from facegate.endpoints import SERVICE_NAMES
-from tests.support import FACES, REPO
+from tests.support import FACES, REPO, child_processes
 
 FULL = os.environ.get("FACEGATE_RELIABILITY", "") == "full"
 
@@ -185,22 +185,6 @@ class PrivateRedis:
                 self.proc.wait(10)
 
 
-def children(parent: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the direct children of ``parent``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            out.append((int(entry.name), cmdline))
-    return out
-
-
 def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -236,8 +220,8 @@ class Launched:
 
     def pid(self, label: str) -> int:
         module = {"gateway": "-m gateway"}.get(label, f"services.{label}")
-        found = [pid for pid, cmd in children(self.proc.pid) if cmd.rstrip().endswith(module)]
-        assert len(found) == 1, (label, children(self.proc.pid))
+        found = [pid for pid, cmd in child_processes(self.proc.pid) if cmd.rstrip().endswith(module)]
+        assert len(found) == 1, (label, child_processes(self.proc.pid))
         return found[0]
 
     def status(self) -> dict:

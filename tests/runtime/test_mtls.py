@@ -4,8 +4,6 @@ are made by openssl for 127.0.0.1 in each run."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -17,13 +15,7 @@ from services.runtime import mtls
 from services.runtime.config import ConfigError, RuntimeSettings, load_settings
 from tests.runtime.app import ImageProbe
 from tests.runtime.test_server import jpeg
-from tests.support import serve
-
-
-def openssl(*args: str) -> None:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make test certificates (apt-get install openssl)")
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
+from tests.support import openssl, self_signed, serve
 
 
 @pytest.fixture(scope="module")
@@ -76,23 +68,7 @@ def pki(tmp_path_factory) -> dict[str, Path]:
             "-out",
             str(d / f"{name}.pem"),
         )
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=outsider",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        str(d / "outsider.key"),
-        "-out",
-        str(d / "outsider.pem"),
-    )
+    self_signed(d, "outsider")
     return {p.stem + p.suffix: p for p in d.iterdir()}
 
 
