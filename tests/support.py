@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import socket
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import grpc
 import pytest
 
 from facegate.client import channel
+from facegate.endpoints import SERVICE_NAMES
 from services.runtime.config import RuntimeSettings, load_settings
 from services.runtime.server import RunningServer, Servicer, start_server
 
@@ -90,3 +95,54 @@ def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
         *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
     )
     return cert, key
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (bound together, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_launcher(
+    var: Path, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen, dict[str, int], dict[str, int]]:
+    """`make run`'s launcher as a real process tree on free loopback ports, its data under ``var``.
+
+    ``env`` (default: this process's environment) is what the services start with. Returns the
+    process (its own session: kill the group) and each service's gRPC and metrics port.
+    """
+    labels = list(SERVICE_NAMES)
+    ports = free_ports(2 * len(labels))
+    grpc_ports = {label: ports[2 * i] for i, label in enumerate(labels)}
+    metrics_ports = {label: ports[2 * i + 1] for i, label in enumerate(labels)}
+    full = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO), "FACEGATE_VAR_DIR": str(var)}
+    for label in labels:
+        full[f"FACEGATE_{label.upper()}_PORT"] = str(grpc_ports[label])
+        full[f"FACEGATE_{label.upper()}_METRICS_PORT"] = str(metrics_ports[label])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facegate.launcher"],
+        env=full,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return proc, grpc_ports, metrics_ports
+
+
+def read_until_serving(proc: subprocess.Popen, lines: list[str], timeout_s: float = 400) -> None:
+    """Append the launcher's output to ``lines`` until it says every service is SERVING (or stops)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            return
+        lines.append(line.rstrip())
+        if "all services SERVING" in line:
+            return

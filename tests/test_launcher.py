@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,22 +17,12 @@ import pytest
 from facegate.client import health_check, open_channel
 from facegate.endpoints import SERVICE_NAMES
 from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
-from tests.support import FACES, REPO, child_processes
+from tests.support import FACES, REPO, child_processes, read_until_serving, start_launcher
 
 pytestmark = pytest.mark.slow
 
 LIVE = FACES / "images/Ai_Sugiyama/Ai_Sugiyama_0001.jpg"
 PORTRAIT = FACES / "images/Ai_Sugiyama/Ai_Sugiyama_0002.jpg"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @dataclass
@@ -57,32 +46,11 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    labels = list(SERVICE_NAMES)
-    ports = free_ports(2 * len(labels))
     var = tmp_path_factory.mktemp("stack") / "var"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FACEGATE_VAR_DIR": str(var)}
-    for i, label in enumerate(labels):
-        env[f"FACEGATE_{label.upper()}_PORT"] = str(ports[2 * i])
-        env[f"FACEGATE_{label.upper()}_METRICS_PORT"] = str(ports[2 * i + 1])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facegate.launcher"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    running = Stack(proc, var, {label: ports[2 * i] for i, label in enumerate(labels)})
+    proc, ports, _ = start_launcher(var)
+    running = Stack(proc, var, ports)
     try:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            running.lines.append(line.rstrip())
-            if "all services SERVING" in line:
-                break
+        read_until_serving(proc, running.lines)
         yield running
     finally:
         if proc.poll() is None:

@@ -21,7 +21,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ import pytest
 
 from facegate.client import health_check
 from facegate.endpoints import SERVICE_NAMES
-from tests.support import FACES, REPO, child_processes
+from tests.support import FACES, REPO, child_processes, free_ports, read_until_serving, start_launcher
 
 FULL = os.environ.get("FACEGATE_RELIABILITY", "") == "full"
 
@@ -123,16 +122,6 @@ def figures() -> Iterator[Figures]:
 
 
 # ---- the stack: make run's launcher on free ports, with a Redis it can lose ----------------------
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class PrivateRedis:
@@ -281,49 +270,20 @@ LOAD_ENV = {
 def launched(tmp_path_factory) -> Iterator[Launched]:
     """`make run`'s launcher (facegate/launcher.py) as a real process tree on free ports, with a
     temp FACEGATE_VAR_DIR and a private redis-server the suite can kill."""
-    labels = list(SERVICE_NAMES)
-    ports = free_ports(2 * len(labels) + 1)
     var = tmp_path_factory.mktemp("reliability") / "var"
-    redis = PrivateRedis(ports[-1], var / "redis-private")
+    redis = PrivateRedis(free_ports(1)[0], var / "redis-private")
     redis.start()
     env = {
         **os.environ,
         **LOAD_ENV,
-        "PYTHONPATH": str(REPO),
-        "FACEGATE_VAR_DIR": str(var),
         "REDIS_URL": redis.url,
         "FACEGATE_LOG_LEVEL": "DEBUG",  # the scan below reads every line a service can write
     }
     env.pop("FACEGATE_GATEWAY_REDIS_URL", None)
-    for i, label in enumerate(labels):
-        env[f"FACEGATE_{label.upper()}_PORT"] = str(ports[2 * i])
-        env[f"FACEGATE_{label.upper()}_METRICS_PORT"] = str(ports[2 * i + 1])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facegate.launcher"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    running = Launched(
-        proc,
-        var,
-        {label: ports[2 * i] for i, label in enumerate(labels)},
-        {label: ports[2 * i + 1] for i, label in enumerate(labels)},
-        redis,
-        {},
-    )
+    proc, ports, metrics_ports = start_launcher(var, env)
+    running = Launched(proc, var, ports, metrics_ports, redis, {})
     try:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            running.output.append(line.rstrip())
-            if "all services SERVING" in line:
-                break
+        read_until_serving(proc, running.output)
         assert any("all services SERVING" in x for x in running.output), "\n".join(running.output)
         for line in (var / "dev-keys.env").read_text().splitlines():
             if line.startswith("FACEGATE_") and "=" in line:
