@@ -61,6 +61,7 @@ _TOP_FIELDS: dict[str, str] = {
     "subject_id": "str",  # the subject an admin action touched (an id, never a name)
     "candidates": "candidates",  # watchlist hits for officers: [{"watchlist", "subject_id", "score"}]
     "timings_ms": "timings",  # per-stage wall time, {"detect": 112.0, ...}
+    "refers_to": "str",  # the decision an officer action acts on (a referral's outcome, a hit confirmation)
 }
 _ITEM_FIELDS: dict[str, dict[str, str]] = {
     "reasons": {"code": "str", "message": "text"},

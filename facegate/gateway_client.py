@@ -37,6 +37,12 @@ KINDS = {
     "alert": watchlist_pb2.WATCHLIST_KIND_ALERT,
     "allow": watchlist_pb2.WATCHLIST_KIND_ALLOW,
 }
+#: An officer's outcome of a referral, by the name the SDK and the console use.
+REFERRAL_OUTCOMES = {
+    "admitted": gateway_pb2.REFERRAL_OUTCOME_ADMITTED,
+    "refused": gateway_pb2.REFERRAL_OUTCOME_REFUSED,
+    "escalated": gateway_pb2.REFERRAL_OUTCOME_ESCALATED,
+}
 
 
 @dataclass(frozen=True)
@@ -185,13 +191,45 @@ class Gateway:
         with self._call():
             return self.stub.GetAuditRecord(gateway_pb2.GetAuditRecordRequest(decision_id=decision_id))
 
-    def referrals(self, *, limit: int = 50, gate_id: str = "") -> list[gateway_pb2.AuditRecord]:
+    def referrals(
+        self, *, limit: int = 50, gate_id: str = "", open_only: bool = False
+    ) -> list[gateway_pb2.AuditRecord]:
+        """Recent REFER decisions, newest first; ``open_only``: those without an officer outcome yet."""
+        request = gateway_pb2.ListReferralsRequest(limit=limit, gate_id=gate_id, open_only=open_only)
         with self._call():
-            return list(
-                self.stub.ListReferrals(
-                    gateway_pb2.ListReferralsRequest(limit=limit, gate_id=gate_id)
-                ).referrals
+            return list(self.stub.ListReferrals(request).referrals)
+
+    def referral(self, decision_id: str) -> gateway_pb2.Referral:
+        """One referral: the decision, its state, and its images while the gateway holds them."""
+        with self._call():
+            return self.stub.GetReferral(gateway_pb2.GetReferralRequest(decision_id=decision_id))
+
+    def record_referral_outcome(self, decision_id: str, outcome: str) -> gateway_pb2.Referral:
+        """Close a referral as "admitted", "refused" or "escalated" (audited; the images are dropped)."""
+        request = gateway_pb2.RecordReferralOutcomeRequest(
+            decision_id=decision_id, outcome=REFERRAL_OUTCOMES[outcome]
+        )
+        with self._call():
+            return self.stub.RecordReferralOutcome(request)
+
+    def confirm_watchlist_hit(self, decision_id: str) -> gateway_pb2.Referral:
+        """This officer's confirmation of a referral's watchlist hit (a second officer must add theirs)."""
+        with self._call():
+            return self.stub.ConfirmWatchlistHit(
+                gateway_pb2.ConfirmWatchlistHitRequest(decision_id=decision_id)
             )
+
+    # ---- any role, ops -------------------------------------------------------------------------
+
+    def whoami(self) -> gateway_pb2.WhoAmIResponse:
+        """The key's id and role, as the gateway knows them."""
+        with self._call():
+            return self.stub.WhoAmI(gateway_pb2.WhoAmIRequest())
+
+    def system_status(self) -> gateway_pb2.SystemStatus:
+        """Ops: service health, model version, watchlist sizes and decision counts."""
+        with self._call():
+            return self.stub.GetSystemStatus(gateway_pb2.GetSystemStatusRequest())
 
     # ---- admin ---------------------------------------------------------------------------------
 

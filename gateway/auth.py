@@ -60,6 +60,11 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = MappingProxyType(
         "Compare": _OFFICER,
         "Detect": _OFFICER,
         "ListReferrals": _OFFICER,  # recent REFER decisions for the officer console
+        "GetReferral": _OFFICER,  # one referral with its held images
+        "RecordReferralOutcome": _OFFICER,  # admitted / refused / escalated, audited
+        "ConfirmWatchlistHit": _OFFICER,  # the two-officer rule: a second, different key confirms
+        "WhoAmI": frozenset({"kiosk", "officer", "admin", "ops"}),  # a console's log-in
+        "GetSystemStatus": frozenset({"ops"}),  # the ops overview
         "EnrollFromPhotos": _ADMIN,
         "RemoveSubject": _ADMIN,
         "GetSubject": _ADMIN,

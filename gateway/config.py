@@ -62,6 +62,19 @@ class GatewaySettings(ServiceSettings):
     calibration_dir: Path = Field(
         CALIBRATION_DIR, description="Folder of calibrated thresholds (<model_version>.json) for Compare."
     )
+    referral_hold_s: int = Field(
+        3600,
+        ge=1,
+        le=86_400,
+        description="Longest a REFER's live capture and portrait are held (in memory only) for the officer; "
+        "they are dropped sooner when the officer records the outcome.",
+    )
+    referral_hold_max: int = Field(
+        256,
+        ge=0,
+        le=100_000,
+        description="Most referrals whose images are held at once; the oldest are dropped first (0 = none held).",
+    )
 
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",

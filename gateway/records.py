@@ -162,4 +162,5 @@ def to_audit_record(record: Mapping[str, Any]) -> gateway_pb2.AuditRecord:
         watchlists=record.get("watchlists", []),
         subject_id=record.get("subject_id", ""),
         candidates=[watchlist_pb2.Candidate(**c) for c in record.get("candidates", [])],
+        refers_to=record.get("refers_to", ""),
     )

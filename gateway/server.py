@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from facegate.audit import utc_now_iso
 from facegate.context import call_context, current_request_id
 from facegate.errors import FacegateError, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from facegate.v1 import common_pb2, detection_pb2, gateway_pb2, gateway_pb2_grpc, watchlist_pb2
-from gateway import admin, kiosk, metrics, officer
+from gateway import admin, kiosk, metrics, officer, status
 from gateway.audit import AuditError, AuditStore, FileAuditStore
 from gateway.auth import RoleInterceptor, current_caller
 from gateway.config import GatewaySettings
@@ -39,6 +40,7 @@ from gateway.records import (
     stamp,
     to_audit_record,
 )
+from gateway.referrals import HeldImages, ReferralDesk
 from gateway.replay import ReplayCache
 from gateway.tls import check_transport, server_credentials
 from services.runtime import mtls
@@ -87,6 +89,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self.down: Downstream | None = None
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-stage")
+        self.held = HeldImages(settings.referral_hold_s, settings.referral_hold_max)
+        self.desk = ReferralDesk(self.audit, self.held, self._append, window=REFERRAL_WINDOW)
+        self.started_at = Timestamp()
+        self.started_at.GetCurrentTime()
 
     def register(self, server: grpc.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(self, server)
@@ -211,6 +217,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             watchlists=list(request.watchlists) or ["*"],
             candidates=checks.candidates,
         )
+        if decision.outcome == common_pb2.OUTCOME_REFER:
+            self.held.hold(decision.decision_id, request.document)  # for the officer, until closed
         view = kiosk_view(checks.decision).to_proto()  # outcome, instruction, what a kiosk may see
         view.decision_id, view.request_id, view.instruction = (
             decision.decision_id,
@@ -268,13 +276,49 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         limit = request.limit or 50
         if limit > MAX_REFERRALS:
             raise InvalidArgument(f"limit {limit} is over {MAX_REFERRALS}")
+        states = self.desk.states() if request.open_only else {}
         records = [
             r
             for r in self.audit.recent(outcome="REFER", limit=REFERRAL_WINDOW)
             if r.get("operation") == "VerifyTraveller"
             and (not request.gate_id or r.get("gate_id") == request.gate_id)
+            and (not request.open_only or self.desk.is_open(r["decision_id"], states))
         ]
         return gateway_pb2.ListReferralsResponse(referrals=[to_audit_record(r) for r in records[:limit]])
+
+    def GetReferral(
+        self, request: gateway_pb2.GetReferralRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.Referral:
+        with self._work() as down:
+            return self.desk.referral(request.decision_id, down)
+
+    def RecordReferralOutcome(
+        self, request: gateway_pb2.RecordReferralOutcomeRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.Referral:
+        return self.desk.record_outcome(request.decision_id, request.outcome)
+
+    def ConfirmWatchlistHit(
+        self, request: gateway_pb2.ConfirmWatchlistHitRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.Referral:
+        caller = current_caller()
+        assert caller is not None  # the role interceptor admitted an officer
+        return self.desk.confirm_hit(request.decision_id, caller.key_id)
+
+    # ---- any role, ops -------------------------------------------------------------------------
+
+    def WhoAmI(
+        self, request: gateway_pb2.WhoAmIRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.WhoAmIResponse:
+        caller = current_caller()
+        assert caller is not None
+        return gateway_pb2.WhoAmIResponse(key_id=caller.key_id, role=caller.role)
+
+    def GetSystemStatus(
+        self, request: gateway_pb2.GetSystemStatusRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.SystemStatus:
+        with self._work() as down:
+            own = f"{self.runtime.host}:{self.settings.port}"
+            return status.system_status(self.settings, down, self._pool, self.started_at, own)
 
     # ---- admin ---------------------------------------------------------------------------------
 

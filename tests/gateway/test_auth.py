@@ -56,6 +56,11 @@ EXPECTED_ROLES: dict[str, set[str]] = {
     "ListWatchlists": {"admin"},
     "DeleteWatchlist": {"admin"},
     "GetAuditRecord": {"officer", "ops"},
+    "GetReferral": {"officer"},
+    "RecordReferralOutcome": {"officer"},
+    "ConfirmWatchlistHit": {"officer"},
+    "WhoAmI": {"kiosk", "officer", "admin", "ops"},
+    "GetSystemStatus": {"ops"},
 }
 
 OK = grpc.StatusCode.OK

@@ -241,6 +241,11 @@ ALLOWED = {
     "Detect": {"officer"},
     "ListReferrals": {"officer"},
     "GetAuditRecord": {"officer", "ops"},
+    "GetReferral": {"officer"},
+    "RecordReferralOutcome": {"officer"},
+    "ConfirmWatchlistHit": {"officer"},
+    "WhoAmI": {"kiosk", "officer", "admin", "ops"},
+    "GetSystemStatus": {"ops"},
 }
 REQUESTS = {
     "VerifyTraveller": gateway_pb2.VerifyTravellerRequest(),
@@ -256,6 +261,11 @@ REQUESTS = {
     "DeleteWatchlist": watchlist_pb2.DeleteWatchlistRequest(),
     "GetAuditRecord": gateway_pb2.GetAuditRecordRequest(),
     "ListReferrals": gateway_pb2.ListReferralsRequest(),
+    "GetReferral": gateway_pb2.GetReferralRequest(),
+    "RecordReferralOutcome": gateway_pb2.RecordReferralOutcomeRequest(),
+    "ConfirmWatchlistHit": gateway_pb2.ConfirmWatchlistHitRequest(),
+    "WhoAmI": gateway_pb2.WhoAmIRequest(),
+    "GetSystemStatus": gateway_pb2.GetSystemStatusRequest(),
 }
 
 
