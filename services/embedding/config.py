@@ -22,10 +22,16 @@ class EmbeddingSettings(ServiceSettings):
     metrics_port: MetricsPort = DEFAULT_PORTS["embedding"][1]
 
     models_dir: Path = Field(
-        REPO / "models", description="Folder holding facenet.keras and its manifest (from `make models`)."
+        REPO / "models",
+        description="Folder holding facenet.keras, facenet.tflite and their manifest (from `make models`).",
     )
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: first GPU TensorFlow sees, else CPU; gpu: fail at start without one."
+    )
+    runtime: Literal["auto", "tensorflow", "tflite"] = Field(
+        "auto",
+        description="auto: TFLite through XNNPACK on a CPU (the same network, ~1/3 faster here), "
+        "the TensorFlow graph on a GPU.",
     )
     flip_fusion: bool = Field(
         True,
@@ -36,7 +42,7 @@ class EmbeddingSettings(ServiceSettings):
     )
     batching: bool = Field(True, description="Merge concurrent requests into shared model calls.")
     tf_intra_op_threads: int = Field(
-        0, ge=0, le=256, description="TensorFlow threads inside one op (0 = TensorFlow's default: all cores)."
+        0, ge=0, le=256, description="Threads inside one op, TensorFlow's or XNNPACK's (0 = every core)."
     )
     tf_inter_op_threads: int = Field(
         0, ge=0, le=256, description="TensorFlow ops run side by side (0 = TensorFlow's default: all cores)."

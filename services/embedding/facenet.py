@@ -149,6 +149,7 @@ class Manifest:
 
     source_sha256: str  # SHA-256 of facenet_keras.h5 = the model version
     keras_sha256: str  # SHA-256 of the converted .keras file
+    tflite_sha256: str  # SHA-256 of the same network as a TFLite file (services.embedding.tflite)
     weights_sha256: str  # weights_digest() of the converted model
     tensors: int
     params: int
@@ -163,15 +164,19 @@ class Manifest:
 
 
 def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
-    """Convert the verified .h5 into ``facenet.keras`` + manifest (idempotent).
+    """Convert the verified .h5 into ``facenet.keras``, ``facenet.tflite`` + manifest (idempotent).
 
-    Skips the work when a manifest for this source exists and the .keras file still matches it.
+    Skips the work when a manifest for this source exists and both files still match it (a
+    manifest from before the TFLite file existed no longer reads, so it is redone).
     """
     import keras
 
+    from services.embedding import tflite
+
     keras_path = models_dir / KERAS_NAME
+    tflite_path = models_dir / tflite.TFLITE_NAME
     manifest_path = models_dir / MANIFEST_NAME
-    if manifest_path.exists() and keras_path.exists():
+    if manifest_path.exists() and keras_path.exists() and tflite_path.exists():
         try:
             existing = Manifest.read(manifest_path)
         except (ValueError, TypeError):
@@ -180,6 +185,7 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
             existing is not None
             and existing.source_sha256 == expected_sha256
             and existing.keras_sha256 == sha256_of(keras_path)
+            and existing.tflite_sha256 == sha256_of(tflite_path)
         ):
             return existing
     source = sha256_of(h5_path)
@@ -196,9 +202,11 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
         raise ValueError("the converted .keras file does not hold the same weights")
     compare_with_h5(reloaded, h5_path)
     partial.replace(keras_path)
+    tflite.convert(reloaded, tflite_path)
     manifest = Manifest(
         source_sha256=source,
         keras_sha256=sha256_of(keras_path),
+        tflite_sha256=sha256_of(tflite_path),
         weights_sha256=digest,
         tensors=tensors,
         params=int(model.count_params()),
@@ -210,6 +218,35 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
     return manifest
 
 
+def _read_manifest(models_dir: Path, expected_sha256: str, model_path: Path) -> Manifest:
+    """The manifest, after checking it describes the pinned weights; tells the operator what to run."""
+    manifest_path = models_dir / MANIFEST_NAME
+    if not model_path.exists() or not manifest_path.exists():
+        raise FileNotFoundError(f"{model_path} or its manifest is missing; run `make models`")
+    try:
+        manifest = Manifest.read(manifest_path)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{manifest_path} is unreadable or outdated; run `make models`") from exc
+    if manifest.source_sha256 != expected_sha256:
+        raise ValueError(
+            f"converted model is of weights {manifest.source_sha256[:12]}…, not the pinned "
+            f"{expected_sha256[:12]}…; run `make models`"
+        )
+    return manifest
+
+
+def load_tflite(models_dir: Path, expected_sha256: str) -> tuple[bytes, Manifest]:
+    """The bytes of ``facenet.tflite`` after checking they are the ones ``make models`` verified."""
+    from services.embedding.tflite import TFLITE_NAME
+
+    path = models_dir / TFLITE_NAME
+    manifest = _read_manifest(models_dir, expected_sha256, path)
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest.tflite_sha256:
+        raise ValueError(f"{path} does not match its manifest; run `make models`")
+    return blob, manifest
+
+
 def load_converted(models_dir: Path, expected_sha256: str) -> tuple[Any, Manifest]:
     """Load ``facenet.keras`` after checking it is the conversion of the pinned weights.
 
@@ -219,15 +256,7 @@ def load_converted(models_dir: Path, expected_sha256: str) -> tuple[Any, Manifes
     import keras
 
     keras_path = models_dir / KERAS_NAME
-    manifest_path = models_dir / MANIFEST_NAME
-    if not keras_path.exists() or not manifest_path.exists():
-        raise FileNotFoundError(f"{keras_path} or its manifest is missing; run `make models`")
-    manifest = Manifest.read(manifest_path)
-    if manifest.source_sha256 != expected_sha256:
-        raise ValueError(
-            f"converted model is of weights {manifest.source_sha256[:12]}…, not the pinned "
-            f"{expected_sha256[:12]}…; run `make models`"
-        )
+    manifest = _read_manifest(models_dir, expected_sha256, keras_path)
     if sha256_of(keras_path) != manifest.keras_sha256:
         raise ValueError(f"{keras_path} does not match its manifest; run `make models`")
     _scale_sum_class()

@@ -65,7 +65,12 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
         if self.model is None:
             configure_threads(s.tf_intra_op_threads, s.tf_inter_op_threads)
             self.model = EmbeddingModel(
-                s.models_dir, spec=self.spec, flip_fusion=s.flip_fusion, device=s.device
+                s.models_dir,
+                spec=self.spec,
+                flip_fusion=s.flip_fusion,
+                device=s.device,
+                runtime=s.runtime,
+                threads=s.tf_intra_op_threads,
             )
         sizes = (1, s.max_batch) if s.batching else (1,)
         warm_s = self.model.warmup(sizes)
@@ -92,6 +97,7 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
             "embedding ready",
             extra={
                 "device": self.model.device,
+                "runtime": self.model.runtime,
                 "warmup_s": round(warm_s, 2),
                 "batching": s.batching,
                 "cache": self.cache.enabled,
