@@ -16,10 +16,10 @@ are ``facegate.errors`` classes carrying the gRPC code (UNAUTHENTICATED, PERMISS
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -29,6 +29,9 @@ from facegate.context import call_context
 from facegate.endpoints import default_target
 from facegate.errors import from_rpc_error
 from facegate.v1 import common_pb2, detection_pb2, gateway_pb2, gateway_pb2_grpc, watchlist_pb2
+
+if TYPE_CHECKING:
+    from facegate.gateway_stream import FrameLike, FrameReport, StreamResult
 
 GATEWAY = default_target("gateway")
 API_KEY_ENV = "FACEGATE_API_KEY"
@@ -153,6 +156,41 @@ class Gateway:
         )
         with self._call(request_id):
             return decision_from_proto(self.stub.VerifyTraveller(request).decision)
+
+    def verify_traveller_stream(
+        self,
+        frames: Iterable[FrameLike],
+        *,
+        portrait: ImageLike | None = None,
+        dg2: bytes | None = None,
+        page_scan: ImageLike | None = None,
+        mrz: str = "",
+        gate_id: str = "",
+        watchlists: Sequence[str] = (),
+        max_frames: int = 0,
+        time_budget_s: float = 0.0,
+        on_feedback: Callable[[FrameReport], None] | None = None,
+        request_id: str | None = None,
+    ) -> StreamResult:
+        """The gate decision from a camera stream (``facegate.gateway_stream``): ``frames`` are sent
+        as they come, ``on_feedback`` hears about each scored frame, the gateway decides on the best
+        one. ``max_frames`` / ``time_budget_s`` (0: the gateway's) can only lower its caps."""
+        from facegate.gateway_stream import collect, stream_requests
+
+        request = gateway_pb2.VerifyTravellerRequest(
+            gate_id=gate_id,
+            document=document_request(b"", portrait=portrait, dg2=dg2, page_scan=page_scan, mrz=mrz),
+            watchlists=list(watchlists),
+        )
+        request.document.ClearField("live")
+        start = gateway_pb2.StreamStart(request=request, max_frames=max_frames, time_budget_s=time_budget_s)
+        with self._call(request_id):
+            responses = self.stub.VerifyTravellerStream(stream_requests(start, frames))
+            try:
+                return collect(responses, on_feedback)
+            except BaseException:
+                responses.cancel()  # e.g. on_feedback raised: end the stream, the gateway records nothing
+                raise
 
     # ---- officer -------------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ _ADMIN = frozenset({"admin"})
 METHOD_ROLES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "VerifyTraveller": frozenset({"kiosk"}),
+        "VerifyTravellerStream": frozenset({"kiosk"}),  # the same decision from the camera's stream
         "Identify": _OFFICER,
         "Compare": _OFFICER,
         "Detect": _OFFICER,

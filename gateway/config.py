@@ -50,6 +50,34 @@ class GatewaySettings(ServiceSettings):
         le=10_000,
         description="Calls the gateway works on at once; more are refused at once with RESOURCE_EXHAUSTED.",
     )
+    stream_max_frames: int = Field(
+        30,
+        ge=1,
+        le=1000,
+        description="VerifyTravellerStream: most frames scored before deciding on the best one "
+        "(a kiosk may ask for fewer).",
+    )
+    stream_time_budget_s: float = Field(
+        8.0,
+        gt=0,
+        le=120,
+        description="VerifyTravellerStream: capture time from the first frame before deciding on the best "
+        "frame so far (a kiosk may ask for less); also the longest wait for the start and the first frame.",
+    )
+    stream_decide_reserve_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="VerifyTravellerStream: time kept back from the caller's deadline for the decision; "
+        "capture ends by then.",
+    )
+    stream_min_face_size: int = Field(
+        100,
+        ge=21,
+        le=4096,
+        description="VerifyTravellerStream: kiosk profile of the frame scoring (a face this large, searched "
+        "on a scaled copy; the whole frame only when none is). Keep it at FACEGATE_DOCVERIFY_LIVE_KIOSK_MIN_FACE_SIZE.",
+    )
 
     key_file: Path = Field(
         VAR / "gateway" / "keys.json",

@@ -348,11 +348,20 @@ def _instruction(
     if outcome != OUT.OUTCOME_RETRY:
         return REFER_INSTRUCTION
     codes = {r.code for r in reasons}
+    if verification is None and R.REASON_CODE_MULTIPLE_FACES not in codes:
+        return LOOK_AT_CAMERA
+    return capture_instruction(codes, verification.live_quality.failed if verification else ())
+
+
+def capture_instruction(codes: Iterable[int], failed: Iterable[int]) -> str:
+    """The one instruction for a capture with reason ``codes`` and failed quality ``failed`` checks
+    (module docstring); also what a streaming kiosk is told about each frame (gateway.frame_quality)."""
+    codes = set(codes)
     if R.REASON_CODE_MULTIPLE_FACES in codes:
         return ONE_PERSON
-    if R.REASON_CODE_NO_FACE in codes or verification is None:
+    if R.REASON_CODE_NO_FACE in codes:
         return LOOK_AT_CAMERA
-    failed = set(verification.live_quality.failed)
+    failed = set(failed)
     return next((text for checks, text in QUALITY_INSTRUCTIONS if failed & checks), LOOK_AT_CAMERA)
 
 

@@ -40,16 +40,23 @@ class GateChecks:
 def validate(request: gateway_pb2.VerifyTravellerRequest) -> None:
     if not request.document.live.data:
         raise InvalidArgument("document.live: the live capture is required")
+    validate_document(request)
+
+
+def validate_document(request: gateway_pb2.VerifyTravellerRequest) -> None:
+    """Everything but the live capture (a stream checks its start before any frame arrives)."""
     if request.document.WhichOneof("portrait") is None:
         raise InvalidArgument("document: set one of portrait_image, dg2 or page_scan")
     check_ids("gate_id", [request.gate_id])
     check_ids("a watchlists entry", request.watchlists)
 
 
-def run_checks(down: Downstream, request: gateway_pb2.VerifyTravellerRequest) -> GateChecks:
-    """Verify, screen and decide (see the module docstring)."""
+def run_checks(
+    down: Downstream, request: gateway_pb2.VerifyTravellerRequest, timings: Timings | None = None
+) -> GateChecks:
+    """Verify, screen and decide (see the module docstring); ``timings`` may hold earlier stages."""
     validate(request)
-    timings = Timings()
+    timings = timings if timings is not None else Timings()
     with timings.stage("verify"):
         verification, error = _verify(down, request.document)
     with timings.stage("screen"):

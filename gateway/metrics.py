@@ -67,3 +67,22 @@ SATURATED = Counter(
     "facegate_gateway_saturated_total",
     "Calls refused with RESOURCE_EXHAUSTED because FACEGATE_GATEWAY_MAX_IN_FLIGHT calls were in progress.",
 )
+
+# ---- the camera stream (gateway.stream) ------------------------------------------------------
+
+STREAM_FRAMES = Counter(
+    "facegate_gateway_stream_frames_total",
+    "VerifyTravellerStream frames by fate: scored, or skipped (a newer frame arrived before it was scored).",
+    ["fate"],
+)
+STREAM_STOPS = Counter(
+    "facegate_gateway_stream_stops_total",
+    "VerifyTravellerStream captures ended, by why: good_frame, frame_cap, time_budget, stream_end, "
+    "scoring_failed, client_gone.",
+    ["stop"],
+)
+STREAM_DECISION_SECONDS = Histogram(
+    "facegate_gateway_stream_decision_seconds",
+    "VerifyTravellerStream: time from the first frame's arrival to the decision being sent.",
+    buckets=LATENCY_BUCKETS,
+)

@@ -29,7 +29,7 @@ from gateway.audit import AuditError, AuditStore, FileAuditStore
 from gateway.auth import RoleInterceptor, current_caller
 from gateway.config import GatewaySettings
 from gateway.decision import kiosk_view
-from gateway.downstream import Downstream
+from gateway.downstream import Downstream, Timings
 from gateway.keys import KeyFileError, KeyRing
 from gateway.records import (
     action_body,
@@ -42,6 +42,7 @@ from gateway.records import (
 )
 from gateway.referrals import HeldImages, ReferralDesk
 from gateway.replay import ReplayCache
+from gateway.stream import CaptureSession
 from gateway.tls import check_transport, server_credentials
 from services.runtime import mtls
 from services.runtime.config import ConfigError, RuntimeSettings
@@ -187,15 +188,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.VerifyTravellerRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.VerifyTravellerResponse:
         with self._work() as down:
-            caller = current_caller()
-            scope, rid = f"{caller.key_id if caller else ''}:VerifyTraveller", current_request_id()
-            start = self.replay.begin(scope, rid)
-            if start.payload is not None:  # a retry of an answered request: the same decision
-                return gateway_pb2.VerifyTravellerResponse.FromString(start.payload)
-            if start.in_progress:
-                raise FacegateError(
-                    "a request with this id is still being decided; retry shortly", grpc.StatusCode.ABORTED
-                )
+            scope, rid, payload = self._replay_begin("VerifyTraveller")
+            if payload is not None:  # a retry of an answered request: the same decision
+                return gateway_pb2.VerifyTravellerResponse.FromString(payload)
             try:
                 response = self._decide_gate(down, request)
             except BaseException:
@@ -204,12 +199,54 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             self.replay.put(scope, rid, response.SerializeToString())
             return response
 
+    def VerifyTravellerStream(
+        self, requests: Iterator[gateway_pb2.VerifyTravellerStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[gateway_pb2.VerifyTravellerStreamResponse]:
+        """VerifyTraveller from the camera's stream (gateway.stream): feedback, then the same decision."""
+        with self._work() as down:
+            scope, rid, payload = self._replay_begin("VerifyTravellerStream")
+            if payload is not None:
+                yield gateway_pb2.VerifyTravellerStreamResponse.FromString(payload)
+                return
+            try:
+                with CaptureSession(requests, context, down, self.settings) as session:
+                    yield from session.capture()
+                    response = self._decide_gate(
+                        session.down, session.request(), session.timings, before_record=session.check_client
+                    )
+                    answer = session.decision(response)
+            except BaseException:
+                self.replay.release(scope, rid)
+                raise
+            self.replay.put(scope, rid, answer.SerializeToString())
+            yield answer
+
+    def _replay_begin(self, operation: str) -> tuple[str, str, bytes | None]:
+        """The retry cache's scope and request id for this call, and the stored answer of a retry."""
+        caller = current_caller()
+        scope, rid = f"{caller.key_id if caller else ''}:{operation}", current_request_id()
+        start = self.replay.begin(scope, rid)
+        if start.payload is None and start.in_progress:
+            raise FacegateError(
+                "a request with this id is still being decided; retry shortly", grpc.StatusCode.ABORTED
+            )
+        return scope, rid, start.payload
+
     def _decide_gate(
-        self, down: Downstream, request: gateway_pb2.VerifyTravellerRequest
+        self,
+        down: Downstream,
+        request: gateway_pb2.VerifyTravellerRequest,
+        timings: Timings | None = None,
+        *,
+        before_record: Callable[[], None] | None = None,
     ) -> gateway_pb2.VerifyTravellerResponse:
-        checks = kiosk.run_checks(down, request)
+        """Check, decide, audit: the one gate decision path. ``timings`` may hold earlier stages (a
+        stream's capture); ``before_record`` may refuse the recording (a stream whose kiosk left)."""
+        checks = kiosk.run_checks(down, request, timings)
         decision = stamp(checks.decision.to_proto(), checks.timings.ms)
         decision.instruction = checks.decision.instruction
+        if before_record is not None:
+            before_record()
         self._record_decision(
             "VerifyTraveller",
             decision,
