@@ -291,6 +291,12 @@ class Gateway:
         with self._call():
             return self.stub.EnrollFromPhotos(request)
 
+    def check_enrolment_photos(self, photos: Sequence[ImageLike]) -> list[gateway_pb2.PhotoCheck]:
+        """Each photo's verdict under the enrolment policy (nothing is enrolled): acceptable, or why not."""
+        request = gateway_pb2.CheckEnrolmentPhotosRequest(photos=[as_image(p) for p in photos])
+        with self._call():
+            return list(self.stub.CheckEnrolmentPhotos(request).photos)
+
     def remove_subject(self, watchlist: str, subject_id: str) -> watchlist_pb2.RemoveSubjectResponse:
         with self._call():
             return self.stub.RemoveSubject(

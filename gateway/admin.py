@@ -37,6 +37,27 @@ def _template(down: Downstream, photo: common_pb2.Image, index: int) -> Template
         raise
 
 
+def check_photos(
+    down: Downstream, request: gateway_pb2.CheckEnrolmentPhotosRequest, pool: ThreadPoolExecutor
+) -> gateway_pb2.CheckEnrolmentPhotosResponse:
+    """Each photo's verdict under the enrolment policy, so an admin can replace a bad one before saving."""
+    if not request.photos:
+        raise InvalidArgument("photos: at least one photo is required")
+    if len(request.photos) > MAX_PHOTOS:
+        raise ResourceExhausted(
+            f"photos: {len(request.photos)} photos; the limit is {MAX_PHOTOS} per request"
+        )
+    futures = [submit(pool, _template, down, photo, i) for i, photo in enumerate(request.photos)]
+    out = gateway_pb2.CheckEnrolmentPhotosResponse()
+    for i, future in enumerate(futures):
+        result = future.result()
+        if isinstance(result, str):
+            out.photos.add(index=i, acceptable=False, problem=result)
+        else:
+            out.photos.add(index=i, acceptable=True, quality=result.face.quality)
+    return out
+
+
 def templates_from_photos(
     down: Downstream, request: gateway_pb2.EnrollFromPhotosRequest, pool: ThreadPoolExecutor
 ) -> list[watchlist_pb2.TemplateInput]:

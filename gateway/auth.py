@@ -66,6 +66,7 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = MappingProxyType(
         "ConfirmWatchlistHit": _OFFICER,  # the two-officer rule: a second, different key confirms
         "WhoAmI": frozenset({"kiosk", "officer", "admin", "ops"}),  # a console's log-in
         "GetSystemStatus": frozenset({"ops"}),  # the ops overview
+        "CheckEnrolmentPhotos": _ADMIN,  # quality feedback before enrolling
         "EnrollFromPhotos": _ADMIN,
         "RemoveSubject": _ADMIN,
         "GetSubject": _ADMIN,

@@ -359,6 +359,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
 
     # ---- admin ---------------------------------------------------------------------------------
 
+    def CheckEnrolmentPhotos(
+        self, request: gateway_pb2.CheckEnrolmentPhotosRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.CheckEnrolmentPhotosResponse:
+        with self._work() as down:
+            return self._admin("CheckEnrolmentPhotos", lambda: admin.check_photos(down, request, self._pool))
+
     def EnrollFromPhotos(
         self, request: gateway_pb2.EnrollFromPhotosRequest, context: grpc.ServicerContext
     ) -> watchlist_pb2.EnrollSubjectResponse:

@@ -61,6 +61,7 @@ EXPECTED_ROLES: dict[str, set[str]] = {
     "ConfirmWatchlistHit": {"officer"},
     "WhoAmI": {"kiosk", "officer", "admin", "ops"},
     "GetSystemStatus": {"ops"},
+    "CheckEnrolmentPhotos": {"admin"},
 }
 
 OK = grpc.StatusCode.OK

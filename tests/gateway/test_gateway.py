@@ -266,6 +266,7 @@ REQUESTS = {
     "ConfirmWatchlistHit": gateway_pb2.ConfirmWatchlistHitRequest(),
     "WhoAmI": gateway_pb2.WhoAmIRequest(),
     "GetSystemStatus": gateway_pb2.GetSystemStatusRequest(),
+    "CheckEnrolmentPhotos": gateway_pb2.CheckEnrolmentPhotosRequest(),
 }
 
 

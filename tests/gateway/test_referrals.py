@@ -20,12 +20,14 @@ from gateway.keys import add_key
 from gateway.referrals import HeldImages
 from tests.docverify.dg2_builder import dg2_for_image
 from tests.gateway.conftest import OTHER_PERSON, TRAVELLER, gate_frame
+from tests.support import FACES
 
 pytestmark = pytest.mark.slow
 
 LIVE = gate_frame(TRAVELLER / "Amram_Mitzna_0001.jpg")
 PORTRAIT = (TRAVELLER / "Amram_Mitzna_0002.jpg").read_bytes()
 HS = gateway_pb2.HitStatus
+GROUP = FACES / "multi_face/2008_001009.jpg"
 
 
 def gw(stack, role: str, key: str | None = None) -> Gateway:
@@ -186,3 +188,19 @@ def test_held_images_expire_and_are_bounded() -> None:
     held.drop("c")
     assert len(held) == 0
     assert len(HeldImages(hold_s=10, max_held=0)) == 0
+
+
+def test_enrolment_photos_are_checked_one_by_one_without_enrolling(stack) -> None:
+    no_face = next(iter(sorted((FACES / "no_face").iterdir())))
+    with gw(stack, "admin") as admin:
+        before = sum(w.subject_count for w in admin.list_watchlists())
+        good, group, blank = admin.check_enrolment_photos([LIVE, GROUP, no_face])
+        assert sum(w.subject_count for w in admin.list_watchlists()) == before
+    assert good.acceptable and good.quality.acceptable and not good.problem
+    assert not group.acceptable and "photos[1]" in group.problem
+    assert not blank.acceptable and "photos[2]" in blank.problem and "face" in blank.problem
+    assert [p.index for p in (good, group, blank)] == [0, 1, 2]
+    assert [r["operation"] for r in read_records(stack.audit_log)][-2:] == [
+        "CheckEnrolmentPhotos",
+        "ListWatchlists",
+    ]
