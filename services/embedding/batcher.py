@@ -4,6 +4,8 @@ A model call on 32 faces costs far less than 32 calls on one face, so a worker t
 collects rows from every waiting request until it holds ``max_batch`` faces or ``max_wait``
 has passed since the first one arrived, runs the model once, and hands each request back
 exactly its own rows (a request larger than the batch is split across calls in order).
+With ``max_wait`` 0 (the default on a CPU, where batching saves little per face) the worker
+never waits: it runs what has queued, and what arrives during a call goes into the next one.
 """
 
 from __future__ import annotations

@@ -49,7 +49,11 @@ class EmbeddingSettings(ServiceSettings):
     )
     max_batch: int = Field(32, ge=1, le=1024, description="Largest model call the batcher builds.")
     max_wait_ms: float = Field(
-        5.0, ge=0, le=1000, description="How long the batcher waits for more faces after the first one."
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long the batcher waits for more faces after the first one (0: never; "
+        "requests that queue while the model runs still share the next call). A few ms pays on a GPU.",
     )
     redis_url: str = Field(
         DEFAULT_REDIS_URL,

@@ -74,3 +74,28 @@ def test_a_failing_model_call_fails_only_its_callers(model, distinct_crops):
     else:
         raise AssertionError("expected the model error")
     batcher.close()
+
+
+def test_without_a_wait_requests_that_queue_during_a_call_share_the_next(model, distinct_crops):
+    """max_wait 0 (the CPU default): a lone request runs at once, and load still batches."""
+    running, release = threading.Event(), threading.Event()
+    counting = CountingModel(model)
+
+    def first_call_blocks(crops: np.ndarray) -> np.ndarray:
+        if not counting.calls:
+            running.set()
+            release.wait(60)
+        return counting(crops)
+
+    batcher = DynamicBatcher(first_call_blocks, dimension=128, max_batch=32, max_wait_s=0.0)
+    try:
+        lone = batcher.submit(np.stack(distinct_crops[:1]))
+        assert running.wait(60)  # taken without waiting for company
+        queued = [batcher.submit(np.stack(distinct_crops[i : i + 1])) for i in (1, 2, 3)]
+        release.set()
+        rows = [lone.result(60)] + [f.result(60) for f in queued]
+    finally:
+        release.set()
+        batcher.close()
+    assert counting.calls == [1, 3]
+    assert np.allclose(np.concatenate(rows), model.embed(np.stack(distinct_crops[:4])), atol=1e-4)
