@@ -380,3 +380,50 @@ def test_the_stream_is_counted_and_its_request_id_is_logged_on_every_hop(stack, 
         line["method"] for line in handler.lines if line.get("request_id") == rid and line["msg"] == "rpc"
     }
     assert {"VerifyTravellerStream", "Detect", "Verify", "Search"} <= methods
+
+
+# ---- the CLI --------------------------------------------------------------------------------------
+
+
+def cli_run(stack, *argv: str, capsys) -> tuple[int, str, str]:
+    from facegate import cli
+
+    code = cli.main([*argv, "--target", stack.target, "--key", stack.keys["kiosk"]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_plays_a_folder_of_frames_and_prints_feedback_then_the_decision(stack, tmp_path, capsys) -> None:
+    for i, data in enumerate([BLURRED, sf.dark(PHOTO), GOOD]):
+        (tmp_path / f"frame_{i:03d}.jpg").write_bytes(data)
+    portrait = str(TRAVELLER / "Amram_Mitzna_0002.jpg")
+    code, out, _ = cli_run(
+        stack, "verify", "--live-video", str(tmp_path), "--fps", "2", "--portrait", portrait, capsys=capsys
+    )
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("frame 0") and "Please hold still" in lines[0]
+    assert "Please step into the light" in lines[1] and "Please wait" in lines[2]
+    assert lines[3].startswith("ACCEPT") and "frame   2 chosen (good frame)" in out
+
+
+def test_cli_plays_a_video_file_through_opencv(stack, tmp_path, capsys) -> None:
+    import cv2
+    import numpy as np
+
+    from tests.docverify.frames import decode
+
+    video = tmp_path / "gate.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+    for data in [BLURRED] * 3 + [GOOD] * 3:
+        writer.write(np.ascontiguousarray(decode(data)[:, :, ::-1]))
+    writer.release()
+    portrait = str(TRAVELLER / "Amram_Mitzna_0002.jpg")
+    argv = ("verify", "--live-video", str(video), "--fps", "10", "--portrait", portrait, "--json")
+    code, out, _ = cli_run(stack, *argv, capsys=capsys)
+    result = json.loads(out)
+    assert code == 0 and result["decision"]["outcome"] == "ACCEPT" and result["stop"] == "GOOD_FRAME"
+    assert result["chosen"]["index"] >= 3 and result["feedback"][0]["instruction"] == "Please hold still"
+    code, _, err = cli_run(
+        stack, "verify", "--live-video", str(tmp_path / "none.mp4"), "--portrait", portrait, capsys=capsys
+    )
+    assert code == 1 and "no such file or folder" in err
