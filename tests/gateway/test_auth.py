@@ -44,6 +44,7 @@ ROLES = ("kiosk", "officer", "admin", "ops")
 #: The issue's role table, written out independently of gateway.auth.METHOD_ROLES.
 EXPECTED_ROLES: dict[str, set[str]] = {
     "VerifyTraveller": {"kiosk"},
+    "VerifyTravellerStream": {"kiosk"},
     "Identify": {"officer"},
     "Compare": {"officer"},
     "Detect": {"officer"},
