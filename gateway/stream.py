@@ -107,7 +107,7 @@ class LatestFrame:
 
     def _put_start(self, message: gateway_pb2.VerifyTravellerStreamRequest, kind: str | None) -> bool:
         if kind is None:
-            return self._fail(InvalidArgument(f"message {self.received + 1}: neither start nor frame is set"))
+            return self._fail(InvalidArgument("a message sets neither start nor frame"))
         if self.start is not None:
             return self._fail(InvalidArgument("start: sent twice; it must be the first message only"))
         if kind != "start":

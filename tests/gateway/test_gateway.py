@@ -236,6 +236,7 @@ def test_a_saturated_gateway_refuses_at_once_instead_of_queueing(stack) -> None:
 
 ALLOWED = {
     "VerifyTraveller": {"kiosk"},
+    "VerifyTravellerStream": {"kiosk"},
     "Identify": {"officer"},
     "Compare": {"officer"},
     "Detect": {"officer"},
@@ -249,6 +250,7 @@ ALLOWED = {
 }
 REQUESTS = {
     "VerifyTraveller": gateway_pb2.VerifyTravellerRequest(),
+    "VerifyTravellerStream": gateway_pb2.VerifyTravellerStreamRequest(),  # sent as a one-message stream
     "Identify": gateway_pb2.IdentifyRequest(),
     "Compare": gateway_pb2.CompareRequest(),
     "Detect": detection_pb2.DetectRequest(),
@@ -285,7 +287,10 @@ def test_every_rpc_checks_the_callers_role(stack) -> None:
                 )
                 metadata = (("authorization", f"Bearer {key}"),) if key else ()
                 try:
-                    getattr(stub, method)(request, metadata=metadata, timeout=60)
+                    if methods[method].client_streaming:
+                        list(getattr(stub, method)(iter([request]), metadata=metadata, timeout=60))
+                    else:
+                        getattr(stub, method)(request, metadata=metadata, timeout=60)
                     code = grpc.StatusCode.OK
                 except grpc.RpcError as exc:
                     code = exc.code()
