@@ -218,16 +218,17 @@ def test_a_stream_that_ends_early_is_decided_on_what_it_sent(stack) -> None:
 def test_a_fast_camera_is_skipped_to_its_latest_frame_not_buffered(stack) -> None:
     frames = [BLURRED] * 60 + [GOOD]
     skipped_before = sample("facegate_gateway_stream_frames_total", fate="skipped")
-    sent: list[int] = []
+    done = threading.Event()
 
     def camera() -> Iterator[bytes]:
-        for i, frame in enumerate(frames):  # as fast as gRPC takes them
-            sent.append(i)
-            yield frame
-        time.sleep(120)  # hold the stream open: the good frame ends it, not the stream's end
+        yield from frames  # as fast as gRPC takes them
+        done.wait(120)  # hold the stream open: the good frame ends it, not the stream's end
 
-    with kiosk(stack) as gw:
-        result = gw.verify_traveller_stream(camera(), portrait=PORTRAIT)
+    try:
+        with kiosk(stack) as gw:
+            result = gw.verify_traveller_stream(camera(), portrait=PORTRAIT)
+    finally:
+        done.set()
     assert result.stop == "GOOD_FRAME" and result.chosen.index == len(frames) - 1
     # far fewer frames were scored than sent: the rest were replaced by newer ones, never queued
     assert result.frames_scored < len(frames) // 2
@@ -243,31 +244,28 @@ def test_a_fast_camera_is_skipped_to_its_latest_frame_not_buffered(stack) -> Non
 def test_a_kiosk_that_disconnects_mid_stream_leaves_nothing_behind(stack) -> None:
     rid = f"gone-{uuid.uuid4().hex[:8]}"
     gone_before = sample("facegate_gateway_stream_stops_total", stop="client_gone")
-    sent_second = threading.Event()
+    sent_second, done = threading.Event(), threading.Event()
 
     def camera() -> Iterator[gateway_pb2.VerifyTravellerStreamRequest]:
-        start = gateway_pb2.VerifyTravellerRequest()
-        start.document.portrait_image.data = PORTRAIT
-        yield gateway_pb2.VerifyTravellerStreamRequest(start=gateway_pb2.StreamStart(request=start))
-        yield gateway_pb2.VerifyTravellerStreamRequest(
-            frame=gateway_pb2.CaptureFrame(image=common_pb2.Image(data=BLURRED))
-        )
-        time.sleep(0.5)
-        yield gateway_pb2.VerifyTravellerStreamRequest(
-            frame=gateway_pb2.CaptureFrame(image=common_pb2.Image(data=GOOD))
-        )
+        yield start()
+        yield frame(BLURRED)
+        time.sleep(0.2)
+        yield frame(BLURRED)  # no good frame: the gateway is scoring or waiting for the next one
         sent_second.set()
-        time.sleep(120)
+        done.wait(120)
 
-    with kiosk(stack) as gw, call_context(request_id=rid):
-        responses = gw.stub.VerifyTravellerStream(camera(), timeout=120)
-        first = next(responses)
-        assert first.WhichOneof("item") == "feedback"
-        assert sent_second.wait(60)
-        responses.cancel()  # gone while the good frame is scored or decided on
-        with pytest.raises(grpc.RpcError) as err:
-            next(responses)
-        assert err.value.code() == grpc.StatusCode.CANCELLED
+    try:
+        with kiosk(stack) as gw, call_context(request_id=rid):
+            responses = gw.stub.VerifyTravellerStream(camera(), timeout=120)
+            first = next(responses)
+            assert first.WhichOneof("item") == "feedback"
+            assert sent_second.wait(60)
+            responses.cancel()
+            with pytest.raises(grpc.RpcError) as err:
+                next(responses)
+            assert err.value.code() == grpc.StatusCode.CANCELLED
+    finally:
+        done.set()
 
     assert wait_until(nothing_left_running)
     assert wait_until(lambda: sample("facegate_gateway_stream_stops_total", stop="client_gone") > gone_before)
@@ -276,6 +274,36 @@ def test_a_kiosk_that_disconnects_mid_stream_leaves_nothing_behind(stack) -> Non
     # and the retry cache holds no claim: the same request id is decided afresh, once
     result = stream(stack, [GOOD], request_id=rid)
     assert result.decision.outcome == "ACCEPT" and len(records_of(stack, rid)) == 1
+
+
+def test_a_kiosk_that_disconnects_while_its_frame_is_scored_leaves_nothing_behind(stack) -> None:
+    """Cancelled while the gateway waits on detection (a 12-megapixel frame without a face keeps
+    Detect busy): the gateway cancels its open call and ends; nothing is recorded."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = io.BytesIO()
+    rng = np.random.default_rng(7)
+    Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(noise, format="JPEG")
+    rid = f"busy-{uuid.uuid4().hex[:8]}"
+    done = threading.Event()
+
+    def camera() -> Iterator[gateway_pb2.VerifyTravellerStreamRequest]:
+        yield start()
+        yield frame(noise.getvalue())
+        done.wait(120)
+
+    try:
+        with kiosk(stack) as gw, call_context(request_id=rid):
+            responses = gw.stub.VerifyTravellerStream(camera(), timeout=120)
+            assert wait_until(lambda: in_flight("detection-shared", "Detect") >= 1)
+            responses.cancel()
+    finally:
+        done.set()
+    assert wait_until(nothing_left_running)
+    assert records_of(stack, rid) == []
 
 
 def test_the_same_request_id_gets_the_first_decision_back(stack) -> None:
