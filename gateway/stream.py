@@ -222,6 +222,8 @@ class CaptureSession:
         """Score frames and yield feedback until a stop condition; then :meth:`request` is ready."""
         opened = time.monotonic()
         start = self.box.wait_start(self._capped(opened + self.settings.stream_time_budget_s))
+        if start is None and self.box.ended:
+            raise InvalidArgument("the stream ended before its start message")
         if start is None:
             raise DeadlineExceeded("no start message arrived within the time budget")
         self._check_start(start)

@@ -350,8 +350,9 @@ def frame(data: bytes) -> gateway_pb2.VerifyTravellerStreamRequest:
         ([start(), frame(b"")], "frame 0: the image is empty"),
         ([start(), frame(b"not an image at all")], "frame 0"),
         ([start()], "the stream ended before any frame"),
+        ([], "the stream ended before its start message"),
     ],
-    ids=["no-start", "two-starts", "live-in-start", "empty-frame", "corrupt-frame", "no-frames"],
+    ids=["no-start", "two-starts", "live-in-start", "empty-frame", "corrupt-frame", "no-frames", "nothing"],
 )
 def test_a_malformed_stream_is_refused_precisely_and_nothing_is_decided(stack, messages, message) -> None:
     before = len(list(read_records(stack.audit_log)))
