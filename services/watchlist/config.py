@@ -47,6 +47,13 @@ class WatchlistSettings(ServiceSettings):
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,40}$",
         description="Prefix of the three Milvus collections (lists, subjects, templates).",
     )
+    lite_page_rows: int = Field(
+        100_000,
+        ge=1,
+        le=1_000_000,
+        description="Milvus Lite: most rows in one reply when reading every template at start-up "
+        "(its server refuses replies over 256 MB; 100k templates are ~60 MB).",
+    )
     milvus_timeout_s: float = Field(10.0, gt=0, le=300, description="Timeout of each Milvus call, seconds.")
 
     search_mode: Literal["auto", "memory", "milvus"] = Field(

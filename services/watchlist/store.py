@@ -18,6 +18,7 @@ Milvus Lite applies every write synchronously, so the barrier is free there.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -337,11 +338,44 @@ class MilvusStore:
         fields = ["template_id", "watchlist", "subject_id", "model_version"]
         if with_vectors:
             fields.append("embedding")
-        yield from self._iterate(self.templates, 'template_id != ""', fields)
+        expr = 'template_id != ""'
+        if not self.settings.is_lite:
+            yield from self._iterate(self.templates, expr, fields)
+            return
+        for part in self._key_ranges(self.templates, expr, "template_id"):
+            yield from self._iterate(self.templates, part, fields)
+
+    def _key_ranges(self, collection: str, expr: str, key: str) -> list[str]:
+        """``expr`` split into disjoint ranges of ``key`` that together cover every row, so that no
+        one Lite reply holds more than about ``lite_page_rows`` rows.
+
+        The Lite server refuses a reply over 256 MB: at 1M templates one query is 620 MB and the
+        service could not start. A range filter costs one vectorised pass and materialises only
+        its own rows (16 ranges: 4.8 s against 3.1 s for one query at 100k), unlike offset paging,
+        which materialises every skipped row again. The bounds are hex prefixes (template ids are
+        uuid4 hex), but the ranges cover all strings, so any id is read exactly once.
+        """
+        total = self.count(collection, expr)
+        if total <= self.settings.lite_page_rows:
+            return [expr]
+        digits = max(1, math.ceil(math.log(total / self.settings.lite_page_rows, 16)))
+        bounds = [format(i, f"0{digits}x") for i in range(1, 16**digits)]
+        lows: list[str | None] = [None, *bounds]
+        highs: list[str | None] = [*bounds, None]
+        parts = []
+        for low, high in zip(lows, highs, strict=True):
+            clauses = [f"({expr})"]
+            if low is not None:
+                clauses.append(f'{key} >= "{low}"')
+            if high is not None:
+                clauses.append(f'{key} < "{high}"')
+            parts.append(" and ".join(clauses))
+        return parts
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         """Every matching row. Lite: one query (its iterator re-scans all rows per batch: 619 s for
-        100k rows, against ~5 s for one query); a server: the query iterator (results are capped)."""
+        100k rows, against ~5 s for one query; callers split big reads with ``_key_ranges``);
+        a server: the query iterator (results are capped)."""
         if self.settings.is_lite:
             yield from self._c().query(
                 collection, filter=expr, output_fields=fields, consistency_level="Session"
