@@ -13,6 +13,9 @@ DEFAULT_PORTS: dict[str, tuple[int, int]] = {
     "docverify": (50054, 9104),
 }
 
+#: HTTP front ends -> port (the officer and admin web console; it calls the gateway, serves no gRPC)
+HTTP_PORTS: dict[str, int] = {"console": 8080}
+
 #: service label -> fully qualified proto service name
 SERVICE_NAMES: dict[str, str] = {
     "gateway": "facegate.v1.GatewayService",

@@ -36,9 +36,9 @@ def test_configuration_tables_match_the_code(generated: dict[str, tuple[str, str
 
 
 def test_every_settings_class_is_documented() -> None:
-    """A settings class in a service's or the gateway's config.py must have a table."""
+    """A settings class in a service's, the gateway's or the console's config.py must have a table."""
     documented = {settings.load() for settings in config_docs.SETTINGS}
-    modules = ["services.runtime.config", "gateway.config"] + [
+    modules = ["services.runtime.config", "gateway.config", "console.config"] + [
         f"services.{path.parent.name}.config" for path in sorted((REPO / "services").glob("*/config.py"))
     ]
     undocumented = []

@@ -5,6 +5,8 @@
 * A service imports the shared runtime and the client layer, never another service, the gateway,
   or the client's CLI and launcher.
 * The gateway is a service like the others: runtime and client layer only.
+* The web console is a client of the gateway: the client layer only (never gateway or service code,
+  so it cannot decide or check roles itself), and nothing imports the console.
 """
 
 from __future__ import annotations
@@ -60,7 +62,29 @@ def test_the_graph_is_read_from_real_files() -> None:
 
 
 def test_the_client_layer_imports_no_service_or_gateway_code() -> None:
-    assert violations(REPO / "facegate", lambda m: _under(m, "services") or _under(m, "gateway")) == []
+    assert (
+        violations(
+            REPO / "facegate", lambda m: _under(m, "services") or _under(m, "gateway") or _under(m, "console")
+        )
+        == []
+    )
+
+
+def test_the_console_imports_only_the_client_layer() -> None:
+    """Starlette and the like are fine; of this project only ``facegate`` and ``console`` itself."""
+    ours = ("facegate", "services", "gateway", "console", "tools", "bench", "tests")
+
+    def forbidden(module: str) -> bool:
+        if any(_under(module, p) for p in CLIENT_SIDE_ONLY):
+            return True
+        return any(_under(module, p) for p in ours) and not (
+            _under(module, "facegate") or _under(module, "console")
+        )
+
+    assert {m for _, m in imported_modules(REPO / "console/login.py")} >= {"facegate.gateway_client"}
+    assert violations(REPO / "console", forbidden) == []
+    for folder in ("services", "gateway"):
+        assert violations(REPO / folder, lambda m: _under(m, "console")) == [], folder
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -68,6 +68,7 @@ SETTINGS = (
     Settings("embedding", "services.embedding.config:EmbeddingSettings", (README, "docs/embedding.md")),
     Settings("watchlist", "services.watchlist.config:WatchlistSettings", (README, "docs/watchlist.md")),
     Settings("docverify", "services.docverify.config:DocverifySettings", (README, "docs/docverify.md")),
+    Settings("console", "console.config:ConsoleSettings", ("docs/console.md",)),
 )
 
 # ---- values -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 FULL_LOCK = REPO / "requirements.lock"
 LOCK_DIR = REPO / "requirements"
 #: The optional groups that get a lock of their own (``dev`` is requirements.lock, ``all`` is dev minus tools).
-GROUPS = ("detection", "embedding", "watchlist", "docverify", "gateway", "proto")
+GROUPS = ("detection", "embedding", "watchlist", "docverify", "gateway", "console", "proto")
 #: Groups outside the dev environment (bench-only tools such as the face_recognition peer): their lock
 #: agrees with requirements.lock on every package both hold and may add packages of its own.
 EXTRA_GROUPS = ("bench",)

@@ -1,0 +1,50 @@
+"""Console settings (environment prefix FACEGATE_CONSOLE_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facegate.endpoints import DEFAULT_PORTS, HOST, HTTP_PORTS, default_target
+
+
+def _metrics_links() -> dict[str, str]:
+    return {
+        label: f"http://{HOST}:{ports[1]}/metrics" for label, ports in DEFAULT_PORTS.items() if ports[1] > 0
+    }
+
+
+class ConsoleSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGATE_CONSOLE_", extra="ignore", frozen=True)
+
+    host: str = Field(HOST, min_length=1, description="Interface the console's HTTP server binds.")
+    port: int = Field(
+        HTTP_PORTS["console"], ge=0, le=65_535, description="HTTP port of the console (0 = any free port)."
+    )
+    gateway_target: str = Field(
+        default_target("gateway"), min_length=1, description="host:port of the gateway the console calls."
+    )
+    gateway_timeout_s: float = Field(
+        60.0, gt=0, le=600, description="Deadline of each gateway call made for a browser request."
+    )
+    session_idle_s: int = Field(
+        1800, ge=60, le=86_400, description="A session unused this long is logged out."
+    )
+    session_max_s: int = Field(
+        43_200, ge=60, le=604_800, description="Longest a session lives, used or not (one shift)."
+    )
+    cookie_secure: bool = Field(
+        False,
+        description="Mark the session cookie Secure (browsers then send it over HTTPS only); set it "
+        "whenever the console is served behind TLS.",
+    )
+    poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often a live referral queue asks the gateway for new referrals."
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024, description="Largest upload one request may carry."
+    )
+    metrics_links: dict[str, str] = Field(
+        default_factory=_metrics_links,
+        description="Service name -> /metrics URL shown on the ops page (JSON object).",
+    )
