@@ -22,12 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
 from facegate.client import health_check, wait_until_serving
-from facegate.endpoints import DEFAULT_PORTS, HOST, SERVICE_NAMES
+from facegate.endpoints import DEFAULT_PORTS, HOST, HTTP_PORTS, SERVICE_NAMES
 
 #: start order: the gateway and docverify call the others, so they come last.
 PROCESSES: list[tuple[str, str]] = [
@@ -36,6 +37,7 @@ PROCESSES: list[tuple[str, str]] = [
     ("watchlist", "services.watchlist"),
     ("docverify", "services.docverify"),
     ("gateway", "gateway"),
+    ("console", "console"),  # the officer and admin web console (HTTP), a client of the gateway
 ]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 READY_TIMEOUT_S = float(os.environ.get("FACEGATE_LAUNCHER_READY_TIMEOUT", "300"))
@@ -43,7 +45,30 @@ MODULES = dict(PROCESSES)
 
 
 def _port(label: str) -> int:
-    return int(os.environ.get(f"FACEGATE_{label.upper()}_PORT", DEFAULT_PORTS[label][0]))
+    default = HTTP_PORTS[label] if label in HTTP_PORTS else DEFAULT_PORTS[label][0]
+    return int(os.environ.get(f"FACEGATE_{label.upper()}_PORT", default))
+
+
+def _http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def is_serving(label: str) -> bool:
+    """gRPC health for the services, GET /healthz for the HTTP front ends."""
+    if label in HTTP_PORTS:
+        return _http_ok(f"http://{HOST}:{_port(label)}/healthz")
+    return health_check(f"{HOST}:{_port(label)}", SERVICE_NAMES[label], timeout=1.0) == "SERVING"
+
+
+def endpoint_line(label: str) -> str:
+    """What `make run` prints for one process: its gRPC and metrics endpoints, or its URL."""
+    if label in HTTP_PORTS:
+        return f"{label:<10} http://{HOST}:{_port(label)}/"
+    return f"{label:<10} grpc {HOST}:{_port(label):<6} metrics http://{HOST}:{_metrics_port(label)}/metrics"
 
 
 def _metrics_port(label: str) -> int:
@@ -278,7 +303,7 @@ class Supervisor:
                 del self.restart_at[label]
                 self.start(label)
         for label in sorted(self.pending):
-            if health_check(f"{HOST}:{_port(label)}", SERVICE_NAMES[label], timeout=1.0) == "SERVING":
+            if is_serving(label):
                 self.pending.discard(label)
                 self.serving_since[label] = time.monotonic()
                 self._set(label, state="serving", serving_since=_utc_now())
@@ -303,6 +328,9 @@ def prepare_env(var: Path) -> tuple[dict[str, str], subprocess.Popen | None]:
                 env.setdefault(
                     f"FACEGATE_{caller.upper()}_{callee.upper()}_TARGET", f"{HOST}:{_port(callee)}"
                 )
+    env.setdefault("FACEGATE_CONSOLE_GATEWAY_TARGET", f"{HOST}:{_port('gateway')}")
+    links = {label: f"http://{HOST}:{_metrics_port(label)}/metrics" for label in SERVICE_NAMES}
+    env.setdefault("FACEGATE_CONSOLE_METRICS_LINKS", json.dumps(links))
     (var / "logs").mkdir(exist_ok=True)
     return env, redis_proc
 
@@ -324,9 +352,7 @@ def main() -> int:
     supervisor = Supervisor(env, var)
     for label, _ in PROCESSES:
         supervisor.start(label)
-        print(
-            f"{label:<10} grpc {HOST}:{_port(label):<6} metrics http://{HOST}:{_metrics_port(label)}/metrics"
-        )
+        print(endpoint_line(label))
 
     deadline = time.monotonic() + READY_TIMEOUT_S
     code = 0

@@ -124,6 +124,7 @@ def start_launcher(
     for label in labels:
         full[f"FACEGATE_{label.upper()}_PORT"] = str(grpc_ports[label])
         full[f"FACEGATE_{label.upper()}_METRICS_PORT"] = str(metrics_ports[label])
+    full["FACEGATE_CONSOLE_PORT"] = str(free_ports(1)[0])  # the web console, never 8080 in tests
     proc = subprocess.Popen(
         [sys.executable, "-m", "facegate.launcher"],
         env=full,

@@ -63,6 +63,16 @@ def test_every_service_comes_up_serving(stack: Stack) -> None:
         assert health_check(stack.target(label), SERVICE_NAMES[label]) == "SERVING", label
 
 
+def test_the_console_is_printed_with_its_url_and_serves_the_login_page(stack: Stack) -> None:
+    import urllib.request
+
+    (line,) = [line for line in stack.lines if line.startswith("console ") and "http://" in line]
+    url = line.split()[1]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+    with urllib.request.urlopen(url + "login", timeout=10) as page:
+        assert page.status == 200 and b"API key" in page.read()
+
+
 def test_a_request_id_appears_in_the_log_of_every_service_it_touched(stack: Stack) -> None:
     rid = "trace-" + os.urandom(6).hex()
     request = docverify_pb2.VerifyRequest(
