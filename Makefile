@@ -11,7 +11,7 @@ PROTOS := $(wildcard proto/facegate/v1/*.proto)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: all setup proto models run test lint bench bench-peer lock docs clean distclean deploy-tools deploy-check
+.PHONY: all setup proto models run test test-console chromium lint bench bench-peer lock docs clean distclean deploy-tools deploy-check
 
 all: setup proto models
 
@@ -43,7 +43,7 @@ run: setup proto models
 
 # The deploy checks in tests/deploy run strictly: a missing kubectl, promtool or npm package fails
 # them instead of skipping (.ci/run installs the Debian tools when missing).
-test: setup proto models deploy-tools
+test: setup proto models deploy-tools chromium
 	FACEGATE_DEPLOY_STRICT=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The reliability and security suite at full size (tests/reliability/; `make test` runs it small):
@@ -52,6 +52,20 @@ test: setup proto models deploy-tools
 # only, every loop bounded; rewrites bench/results/reliability.md. About 15 min on 2 cores.
 test-reliability: setup proto models
 	FACEGATE_RELIABILITY=full $(PY) -m pytest tests/reliability $(PYTEST_ARGS)
+
+# The web console's whole browser suite (tests/console; `make test` runs the officer's journey only):
+# Debian's Chromium, headless, driven by Playwright against the real stack, about 1 min on 2 cores.
+# Screenshots of each page: var/console-screenshots/ (FACEGATE_CONSOLE_SCREENSHOTS_TO_DOCS=1 copies
+# them to docs/console/).
+test-console: setup proto models chromium
+	FACEGATE_CONSOLE_BROWSER=full $(PY) -m pytest tests/console $(PYTEST_ARGS)
+
+# The browser the console tests drive (Playwright's own download cannot work offline): Debian's
+# chromium, installed with apt when missing and allowed (root), else a hint.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -qq --no-install-recommends chromium; } || \
+	  { echo "make: chromium not found (apt-get install -y chromium)"; exit 1; }
 
 lint: setup proto
 	$(VENV)/bin/ruff check .
