@@ -8,6 +8,7 @@ are stored, never photos: ``store_photos`` is refused until a photo store exists
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from facegate.context import submit
@@ -37,20 +38,24 @@ def _template(down: Downstream, photo: common_pb2.Image, index: int) -> Template
         raise
 
 
+def _templates(
+    down: Downstream, photos: Sequence[common_pb2.Image], pool: ThreadPoolExecutor
+) -> list[Template | str]:
+    """Each photo's template or why it was refused, the photos worked on side by side."""
+    if not photos:
+        raise InvalidArgument("photos: at least one photo is required")
+    if len(photos) > MAX_PHOTOS:
+        raise ResourceExhausted(f"photos: {len(photos)} photos; the limit is {MAX_PHOTOS} per request")
+    futures = [submit(pool, _template, down, photo, i) for i, photo in enumerate(photos)]
+    return [f.result() for f in futures]
+
+
 def check_photos(
     down: Downstream, request: gateway_pb2.CheckEnrolmentPhotosRequest, pool: ThreadPoolExecutor
 ) -> gateway_pb2.CheckEnrolmentPhotosResponse:
     """Each photo's verdict under the enrolment policy, so an admin can replace a bad one before saving."""
-    if not request.photos:
-        raise InvalidArgument("photos: at least one photo is required")
-    if len(request.photos) > MAX_PHOTOS:
-        raise ResourceExhausted(
-            f"photos: {len(request.photos)} photos; the limit is {MAX_PHOTOS} per request"
-        )
-    futures = [submit(pool, _template, down, photo, i) for i, photo in enumerate(request.photos)]
     out = gateway_pb2.CheckEnrolmentPhotosResponse()
-    for i, future in enumerate(futures):
-        result = future.result()
+    for i, result in enumerate(_templates(down, request.photos, pool)):
         if isinstance(result, str):
             out.photos.add(index=i, acceptable=False, problem=result)
         else:
@@ -64,14 +69,7 @@ def templates_from_photos(
     """One template per photo, or InvalidArgument listing every refused photo (nothing enrolled)."""
     if request.store_photos:
         raise FailedPrecondition("storing photos is not supported: facegate keeps templates only")
-    if not request.photos:
-        raise InvalidArgument("photos: at least one photo is required")
-    if len(request.photos) > MAX_PHOTOS:
-        raise ResourceExhausted(
-            f"photos: {len(request.photos)} photos; the limit is {MAX_PHOTOS} per request"
-        )
-    futures = [submit(pool, _template, down, photo, i) for i, photo in enumerate(request.photos)]
-    results = [f.result() for f in futures]
+    results = _templates(down, request.photos, pool)
     refused = [r for r in results if isinstance(r, str)]
     if refused:
         raise InvalidArgument(
