@@ -57,6 +57,13 @@ class RuntimeSettings(BaseSettings):
         32 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024, description="gRPC receive/send message limit."
     )
     grace_seconds: float = Field(10.0, ge=0, le=600, description="SIGTERM drain time for in-flight RPCs.")
+    health_port: int = Field(
+        -1,
+        ge=-1,
+        le=65535,
+        description="A second, plaintext port that serves only grpc.health.v1 (the same status as the main "
+        "port), for kubelet gRPC probes when the main port speaks TLS (-1 = off, 0 = any free port).",
+    )
     image_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest encoded image accepted.")
     image_max_pixels: int = Field(
         40_000_000,

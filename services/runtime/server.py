@@ -168,6 +168,8 @@ class RunningServer:
     service_names: Sequence[str]
     servicer: Servicer | None = None  # what it serves (tests restart a stopped server with it)
     runtime: RuntimeSettings | None = None
+    health_server: grpc.Server | None = None  # the plaintext health-only port, when configured
+    health_port: int | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def set_serving(self, serving: bool) -> None:
@@ -183,6 +185,8 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         metrics.SERVICE_READY.labels(self.label).set(0)
         self.server.stop(grace).wait()
+        if self.health_server is not None:  # probes see NOT_SERVING until the very end
+            self.health_server.stop(0).wait()
         self._stopped.set()
 
 
@@ -225,9 +229,41 @@ def start_server(
     if metrics_port >= 0:
         bound_metrics = metrics.start_metrics_server(runtime.host, metrics_port)
     server.start()
-    running = RunningServer(label, server, bound, bound_metrics, health_servicer, names, servicer, runtime)
+    health_server, health_port = _start_health_server(label, runtime, health_servicer)
+    running = RunningServer(
+        label,
+        server,
+        bound,
+        bound_metrics,
+        health_servicer,
+        names,
+        servicer,
+        runtime,
+        health_server,
+        health_port,
+    )
     running.set_serving(False)
     return running
+
+
+def _start_health_server(
+    label: str, runtime: RuntimeSettings, health_servicer: health.HealthServicer
+) -> tuple[grpc.Server | None, int | None]:
+    """The plaintext health-only port (FACEGATE_HEALTH_PORT), sharing the main port's health status.
+
+    Kubelet gRPC probes speak plaintext, so a server whose main port speaks TLS (the gateway to
+    its clients, every service under mutual TLS) could otherwise only be probed by TCP, which
+    says nothing of warm-up or draining. This port serves grpc.health.v1 and nothing else.
+    """
+    if runtime.health_port < 0:
+        return None, None
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{label}-health"))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(f"{runtime.host}:{runtime.health_port}")
+    if port == 0:
+        raise RuntimeError(f"could not bind the health port {runtime.host}:{runtime.health_port}")
+    server.start()
+    return server, port
 
 
 def run_service(
@@ -266,7 +302,12 @@ def run_service(
     signal.signal(signal.SIGINT, _on_signal)
     log.info(
         "listening",
-        extra={"grpc_port": running.port, "metrics_port": running.metrics_port, "host": runtime.host},
+        extra={
+            "grpc_port": running.port,
+            "metrics_port": running.metrics_port,
+            "health_port": running.health_port,
+            "host": runtime.host,
+        },
     )
     started = time.perf_counter()
     try:

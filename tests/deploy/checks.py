@@ -23,6 +23,9 @@ SERVICES: dict[str, tuple[int, int, str]] = {
     "watchlist": (50053, 9103, "services.watchlist"),
     "docverify": (50054, 9104, "services.docverify"),
 }
+#: FACEGATE_HEALTH_PORT in deploy/k8s/base/runtime.env: every server's plaintext health-only port.
+HEALTH_PORT = 8086
+
 #: Services whose start-up loads TensorFlow models: their startupProbe must allow this long.
 MODEL_STARTUP_S = {"detection": 120, "embedding": 120}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -184,31 +187,25 @@ def _check_facegate_server(objs: list[Obj], w: Obj) -> list[str]:
     if c.get("command") != ["python", "-m", module]:
         problems.append(f"{where}: command {c.get('command')} does not run {module}")
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-    if ports != {"grpc": grpc_port, "metrics": metrics_port}:
-        problems.append(f"{where}: container ports {ports} are not grpc {grpc_port}, metrics {metrics_port}")
+    if ports != {"grpc": grpc_port, "metrics": metrics_port, "health": HEALTH_PORT}:
+        problems.append(
+            f"{where}: container ports {ports} are not grpc {grpc_port}, metrics {metrics_port}, health {HEALTH_PORT}"
+        )
     for setting, port in (
         (f"FACEGATE_{app.upper()}_PORT", grpc_port),
         (f"FACEGATE_{app.upper()}_METRICS_PORT", metrics_port),
+        ("FACEGATE_HEALTH_PORT", HEALTH_PORT),
     ):
-        if str(env.get(setting, port)) != str(port):
+        if str(env.get(setting)) != str(port):
             problems.append(f"{where}: {setting}={env.get(setting)} but the container port is {port}")
-    tls = "FACEGATE_GATEWAY_TLS_CERT_FILE" in env or "FACEGATE_MTLS_CERT_FILE" in env
+    # Probes ask grpc.health.v1 on the plaintext health-only port: kubelet's gRPC probes cannot speak
+    # TLS (the gateway's port, and every port under mutual TLS), and a TCP check would not see
+    # warm-up or draining.
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         probe = c.get(kind) or {}
-        if "grpc" in probe:
-            if probe["grpc"].get("port") != grpc_port or probe["grpc"].get("service", ""):
-                problems.append(f"{where}: {kind} does not ask grpc.health.v1 on port {grpc_port}")
-            if tls:
-                problems.append(
-                    f"{where}: {kind} is a gRPC probe but the port serves TLS (kubelet probes are plaintext)"
-                )
-        elif "tcpSocket" in probe and tls:
-            if probe["tcpSocket"].get("port") != grpc_port:
-                problems.append(
-                    f"{where}: {kind} checks port {probe['tcpSocket'].get('port')}, not {grpc_port}"
-                )
-        elif probe:
-            problems.append(f"{where}: {kind} is not a native gRPC health probe")
+        grpc_probe = probe.get("grpc")
+        if not grpc_probe or grpc_probe.get("port") != HEALTH_PORT or grpc_probe.get("service", ""):
+            problems.append(f"{where}: {kind} does not ask grpc.health.v1 on the health port {HEALTH_PORT}")
     startup = c.get("startupProbe")
     if startup and probe_budget_s(startup) < MODEL_STARTUP_S.get(app, 30):
         problems.append(

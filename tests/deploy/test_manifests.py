@@ -188,7 +188,15 @@ def test_every_workload_has_probes_resources_security_and_a_pinned_image(rendere
         (lambda c, s: c.pop("readinessProbe"), "no readinessProbe"),
         (lambda c, s: c.pop("startupProbe"), "no startupProbe"),
         (lambda c, s: c["startupProbe"].__setitem__("failureThreshold", 3), "startupProbe allows"),
-        (lambda c, s: c["livenessProbe"].__setitem__("grpc", {"port": 9999}), "grpc.health.v1 on port"),
+        (
+            lambda c, s: c["livenessProbe"].__setitem__("grpc", {"port": 50051}),
+            "grpc.health.v1 on the health port",
+        ),
+        (
+            lambda c, s: c.__setitem__("readinessProbe", {"tcpSocket": {"port": 8086}}),
+            "grpc.health.v1 on the health",
+        ),
+        (lambda c, s: c["ports"].pop(), "container ports"),
         (lambda c, s: c["resources"].pop("limits"), "no limits.memory"),
         (lambda c, s: c["resources"]["requests"].__setitem__("memory", "8Gi"), "above limits.memory"),
         (lambda c, s: c["securityContext"].__setitem__("readOnlyRootFilesystem", False), "writable"),
@@ -215,23 +223,17 @@ def test_workload_check_catches_a_bad_deployment(rendered, mutate, expect) -> No
     assert any(expect in p for p in problems), problems
 
 
-def test_gateway_probes_fit_its_transport(rendered) -> None:
-    """kubelet's gRPC probes are plaintext: gRPC probes in dev, TCP probes where the port serves TLS."""
-    dev = checks.pod_spec(checks.find(rendered["dev"], "StatefulSet", "gateway"))["containers"][0]
+def test_gateway_probes_see_health_through_tls(rendered) -> None:
+    """kubelet's gRPC probes are plaintext, the production gateway's port is TLS: its probes still ask
+    grpc.health.v1, on the plaintext health-only port, rather than falling back to a TCP check."""
     prod_objs = rendered["production"]
-    prod_w = checks.find(prod_objs, "StatefulSet", "gateway")
-    prod = checks.pod_spec(prod_w)["containers"][0]
-    assert "grpc" in dev["readinessProbe"] and "tcpSocket" in prod["readinessProbe"]
+    prod = checks.pod_spec(checks.find(prod_objs, "StatefulSet", "gateway"))["containers"][0]
     env = checks.container_env(prod_objs, prod)
     assert env["FACEGATE_GATEWAY_TLS_CERT_FILE"].startswith("/etc/facegate/tls/")
     assert "FACEGATE_GATEWAY_ALLOW_PLAINTEXT" not in env
-    bad = copy.deepcopy(prod_objs)
-    checks.pod_spec(checks.find(bad, "StatefulSet", "gateway"))["containers"][0]["readinessProbe"] = dev[
-        "readinessProbe"
-    ]
-    assert any(
-        "serves TLS" in p for p in checks.check_workload(bad, checks.find(bad, "StatefulSet", "gateway"))
-    )
+    assert env["FACEGATE_HEALTH_PORT"] == str(checks.HEALTH_PORT)
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert prod[kind]["grpc"] == {"port": checks.HEALTH_PORT}, kind
 
 
 def test_every_env_var_is_a_setting_of_its_service(rendered) -> None:
