@@ -42,7 +42,10 @@ class ConsoleSettings(BaseSettings):
         1.0, gt=0, le=60, description="How often a live referral queue asks the gateway for new referrals."
     )
     max_upload_bytes: int = Field(
-        20 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024, description="Largest upload one request may carry."
+        20 * 1024 * 1024,
+        ge=1024,
+        le=512 * 1024 * 1024,
+        description="Largest request body (all its photos together); larger is refused with 413 unread.",
     )
     metrics_links: dict[str, str] = Field(
         default_factory=_metrics_links,

@@ -72,6 +72,15 @@ def problem(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
+def too_large(request: Request) -> bool:
+    """A body announced larger than the upload limit is refused before any of it is read."""
+    try:
+        length = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        return True
+    return length > request.app.state.settings.max_upload_bytes
+
+
 def forbidden_page(message: str, home: str) -> Response:
     return page_file("forbidden.html", message=message, home=home, status_code=403)
 
@@ -106,6 +115,10 @@ def guarded(
                 same_origin(request) and session.csrf_matches(request.headers.get(CSRF_HEADER))
             ):
                 return problem(403, "CSRF", "missing or wrong CSRF token; reload the page")
+            if too_large(request):
+                return problem(
+                    413, "RESOURCE_EXHAUSTED", "the request is over FACEGATE_CONSOLE_MAX_UPLOAD_BYTES"
+                )
             try:
                 return await handler(request, session)
             except FacegateError as exc:

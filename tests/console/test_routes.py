@@ -4,6 +4,7 @@ log-out, the session cookie, the security headers, and what the routes return on
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -245,3 +246,32 @@ def test_the_console_logs_no_key_name_or_image(console, logged_in) -> None:
         assert secret not in text
     assert all(set(vars(r)) >= {"method", "route", "status"} for r in console.records if r.msg == "request")
     assert "/api/" not in text  # routes are logged by handler name, never by path
+
+
+def test_an_oversized_upload_is_refused_unread(console, logged_in) -> None:
+    client, me = logged_in("officer")
+    limit = 20 * 1024 * 1024  # the default FACEGATE_CONSOLE_MAX_UPLOAD_BYTES
+    big = client.post(
+        "/api/compare",
+        files={"first": ("a.jpg", b"\xff" * (limit + 1)), "second": ("b.jpg", PORTRAIT)},
+        headers={"X-CSRF-Token": me["csrf"]},
+    )
+    assert big.status_code == 413
+
+
+def test_a_revoked_key_ends_its_console_session(console) -> None:
+    from gateway.keys import add_key, revoke_key
+
+    key_file = console.stack.servicer.settings.key_file
+    key, entry = add_key(key_file, "officer", "console test: revoked below")
+    time.sleep(1.5)  # the gateway re-reads its key file within a second
+    client, _ = console.login(key)
+    try:
+        assert client.get("/api/referrals").status_code == 200
+        revoke_key(key_file, entry.key_id)
+        time.sleep(1.5)
+        refused = client.get("/api/referrals")
+        assert refused.status_code == 401 and refused.json()["error"] == "UNAUTHENTICATED"
+        assert client.get("/api/me").status_code == 401  # the session ended with the key
+    finally:
+        client.close()
