@@ -47,8 +47,13 @@ class SessionStore:
         now = self.clock()
         session = Session(secrets.token_urlsafe(32), key_id, role, gateway, created=now, last_seen=now)
         with self._lock:
+            for old in [s for s in self._sessions.values() if self._expired(s, now)]:
+                self._end(old)  # sessions nobody came back to: close their gateway channels too
             self._sessions[session.session_id] = session
         return session
+
+    def _expired(self, session: Session, now: float) -> bool:
+        return now - session.last_seen > self.idle_s or now - session.created > self.max_s
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session with this id (its idle clock restarted), or None."""
@@ -59,7 +64,7 @@ class SessionStore:
             session = self._sessions.get(session_id)
             if session is None:
                 return None
-            if now - session.last_seen > self.idle_s or now - session.created > self.max_s:
+            if self._expired(session, now):
                 self._end(session)
                 return None
             session.last_seen = now
