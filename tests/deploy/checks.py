@@ -324,10 +324,54 @@ def check_selectors(objs: list[Obj]) -> list[str]:
     return problems
 
 
+MTLS_DIR = "/etc/facegate/mtls"
+MTLS_ENV = {
+    "FACEGATE_MTLS_CERT_FILE": f"{MTLS_DIR}/tls.crt",
+    "FACEGATE_MTLS_KEY_FILE": f"{MTLS_DIR}/tls.key",
+    "FACEGATE_MTLS_CA_FILE": f"{MTLS_DIR}/ca.crt",
+}
+
+
+def check_mtls(objs: list[Obj]) -> list[str]:
+    """Mutual TLS between the services: every facegate server points FACEGATE_MTLS_* at its own
+    mounted secret, which a cert-manager Certificate issues for its Service's DNS name (the name its
+    callers dial), for both server and client auth, from an Issuer that is rendered too."""
+    problems = []
+    certs = {c["spec"]["secretName"]: c for c in by_kind(objs, "Certificate")}
+    issuers = {name_of(i) for i in by_kind(objs, "Issuer")}
+    for w in facegate_workloads(objs):
+        app, where = app_of(w), f"{w['kind']} {name_of(w)}"
+        spec = pod_spec(w)
+        (c,) = [c for c in spec["containers"] if c["name"] == app]
+        env = container_env(objs, c)
+        if {k: env.get(k) for k in MTLS_ENV} != MTLS_ENV:
+            problems.append(f"{where}: FACEGATE_MTLS_* do not point at {MTLS_DIR}")
+        mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+        secrets = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        mounted = [secrets[n] for n, path in mounts.items() if path == MTLS_DIR and n in secrets]
+        if mounted != [f"{app}-mtls"]:
+            problems.append(f"{where}: {MTLS_DIR} is not its own secret {app}-mtls (found {mounted})")
+            continue
+        cert = certs.get(f"{app}-mtls")
+        if cert is None:
+            problems.append(f"{where}: no Certificate issues {app}-mtls")
+            continue
+        if app not in cert["spec"].get("dnsNames", []):
+            problems.append(f"Certificate {name_of(cert)}: dnsNames lack {app!r}, the name callers dial")
+        if not {"server auth", "client auth"} <= set(cert["spec"].get("usages", [])):
+            problems.append(f"Certificate {name_of(cert)}: not for both server and client auth")
+        if cert["spec"]["issuerRef"]["name"] not in issuers:
+            problems.append(
+                f"Certificate {name_of(cert)}: issuer {cert['spec']['issuerRef']['name']} is not rendered"
+            )
+    return problems
+
+
 def check_secrets(objs: list[Obj], external: set[str]) -> list[str]:
     """Every Secret a pod uses is rendered or is one of ``external``; ConfigMaps hold no secrets."""
     problems = []
     rendered = {name_of(s) for s in by_kind(objs, "Secret")}
+    rendered |= {c["spec"]["secretName"] for c in by_kind(objs, "Certificate")}  # cert-manager writes these
     for w in workloads(objs):
         spec = pod_spec(w)
         used = {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}

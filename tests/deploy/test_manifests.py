@@ -22,7 +22,7 @@ from tests.deploy.conftest import K8S, REPO, kustomizations, kustomize, node_mod
 K8S_VERSIONS = ("1.32.0", kubernetes_validate.latest_version())
 K8S_VERSION = K8S_VERSIONS[0]
 #: Kinds kubernetes-validate has no schema for; each is validated another way below.
-CUSTOM_KINDS = {"Milvus", "PodMonitor", "PrometheusRule", "ServiceMonitor"}
+CUSTOM_KINDS = {"Certificate", "Issuer", "Milvus", "PodMonitor", "PrometheusRule", "ServiceMonitor"}
 MILVUS_SCHEMA = K8S / "schemas" / "milvus.io_v1beta1_milvus.schema.json"
 VALIDATE_MODELS = Path(__file__).with_name("validate_models.mjs")
 
@@ -155,7 +155,7 @@ def test_objects_pass_the_kubernetes_models_validators(all_objects) -> None:
     failed = [f"{r['kind']} {r['name']}: {r['error']}" for r in results if not r["ok"]]
     assert not failed, "\n".join(failed)
     checked = {r["kind"] for r in results if not r.get("skipped")}
-    assert {"PodMonitor", "PrometheusRule", "Deployment", "StatefulSet", "NetworkPolicy"} <= checked
+    assert {"PodMonitor", "PrometheusRule", "Certificate", "Issuer", "Deployment", "StatefulSet"} <= checked
 
 
 def test_kubernetes_models_reject_known_bad_objects(rendered) -> None:
@@ -165,8 +165,10 @@ def test_kubernetes_models_reject_known_bad_objects(rendered) -> None:
     monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "fifteen seconds"
     rule = copy.deepcopy(checks.find(rendered["dev"], "PrometheusRule", "facegate"))
     rule["spec"]["groups"][0]["rules"][0]["for"] = 10
-    results = models_problems([deployment, monitor, rule])
-    assert [r["ok"] for r in results] == [False, False, False], results
+    cert = copy.deepcopy(checks.find(rendered["production"], "Certificate", "gateway-mtls"))
+    cert["spec"]["privateKey"]["algorithm"] = "DSA"
+    results = models_problems([deployment, monitor, rule, cert])
+    assert [r["ok"] for r in results] == [False, False, False, False], results
 
 
 # ---- by code --------------------------------------------------------------------------------------------
@@ -236,6 +238,38 @@ def test_gateway_probes_see_health_through_tls(rendered) -> None:
         assert prod[kind]["grpc"] == {"port": checks.HEALTH_PORT}, kind
 
 
+def test_production_services_speak_mutual_tls_to_each_other(rendered) -> None:
+    assert not checks.check_mtls(rendered["production"])
+    dev = checks.check_mtls(rendered["dev"])  # dev stays plaintext (loopback or a protected network)
+    assert any("FACEGATE_MTLS_*" in p for p in dev)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expect"),
+    [
+        (lambda objs: checks.find(objs, "Certificate", "docverify-mtls")["spec"]["dnsNames"].pop(0), "lack"),
+        (
+            lambda objs: checks.find(objs, "Certificate", "detection-mtls")["spec"]["usages"].pop(),
+            "client auth",
+        ),
+        (lambda objs: objs.remove(checks.find(objs, "Certificate", "embedding-mtls")), "no Certificate"),
+        (lambda objs: objs.remove(checks.find(objs, "Issuer", "facegate-internal")), "is not rendered"),
+        (
+            lambda objs: next(
+                v
+                for v in checks.pod_spec(checks.find(objs, "Deployment", "watchlist"))["volumes"]
+                if v["name"] == "mtls"
+            )["secret"].__setitem__("secretName", "gateway-mtls"),
+            "its own secret",
+        ),
+    ],
+)
+def test_mtls_check_catches_mistakes(rendered, mutate, expect) -> None:
+    objs = copy.deepcopy(rendered["production"])
+    mutate(objs)
+    assert any(expect in p for p in checks.check_mtls(objs)), checks.check_mtls(objs)
+
+
 def test_every_env_var_is_a_setting_of_its_service(rendered) -> None:
     known = checks.settings_env_names()
     problems = [
@@ -297,7 +331,7 @@ def test_secrets_stay_out_of_configmaps_and_images(rendered) -> None:
     assert not checks.check_secrets(rendered["production"], external=checks.EXTERNAL_SECRETS)
     gateway = checks.pod_spec(checks.find(rendered["production"], "StatefulSet", "gateway"))
     secrets = {v["name"]: v["secret"]["secretName"] for v in gateway["volumes"] if "secret" in v}
-    assert secrets == {"keys": "gateway-keys", "tls": "gateway-tls"}
+    assert secrets == {"keys": "gateway-keys", "tls": "gateway-tls", "mtls": "gateway-mtls"}
     mounts = {m["name"]: m for m in gateway["containers"][0]["volumeMounts"]}
     assert "subPath" not in mounts["keys"], "a subPath mount would never see a revoked key"
     dockerfiles = "".join(p.read_text() for p in (REPO / "deploy" / "docker").glob("*.Dockerfile"))

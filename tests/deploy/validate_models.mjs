@@ -1,6 +1,6 @@
 // Validates Kubernetes objects with the npm packages kubernetes-models (core and apps kinds,
-// quantities included) and @kubernetes-models/prometheus-operator (PodMonitor, ServiceMonitor,
-// PrometheusRule). Input: a JSON array of objects on stdin. Output: one JSON line per object,
+// quantities included), @kubernetes-models/prometheus-operator (PodMonitor, ServiceMonitor,
+// PrometheusRule) and @kubernetes-models/cert-manager (Certificate, Issuer). Input: a JSON array of objects on stdin. Output: one JSON line per object,
 // {"kind", "name", "ok", "error"}; kinds neither package knows are reported with "skipped": true.
 // Run by tests/deploy/test_manifests.py with FACEGATE_NODE_MODULES = the cached node_modules folder.
 import { existsSync } from "node:fs";
@@ -11,6 +11,7 @@ const root = process.env.FACEGATE_NODE_MODULES;
 function modulePath(obj) {
   const [group, version] = obj.apiVersion.includes("/") ? obj.apiVersion.split("/") : ["", obj.apiVersion];
   if (group === "monitoring.coreos.com") return `@kubernetes-models/prometheus-operator/${group}/${version}/${obj.kind}`;
+  if (group === "cert-manager.io") return `@kubernetes-models/cert-manager/${group}/${version}/${obj.kind}`;
   return group ? `kubernetes-models/${group}/${version}/${obj.kind}` : `kubernetes-models/${version}/${obj.kind}`;
 }
 
