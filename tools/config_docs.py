@@ -237,9 +237,9 @@ def table(cls: type[BaseSettings]) -> str:
 PORTRAIT_POLICY_ROWS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     # measure, specimens (min-max), detection fields (min, max), docverify fields (min, max)
     ("inter-eye px", "23-86", ("q_min_inter_eye_px", ""), ("portrait_min_inter_eye_px", "")),
-    ("\\|yaw\\| °", "0-13 (US border card: 40)", ("", "q_max_yaw_deg"), ("", "portrait_max_yaw_deg")),
+    ("\\|yaw\\| °", "0-5 (US border card: 17)", ("", "q_max_yaw_deg"), ("", "portrait_max_yaw_deg")),
     ("\\|roll\\| °", "0-3", ("", "q_max_roll_deg"), ("", "portrait_max_roll_deg")),
-    ("\\|pitch\\| °", "1-33", ("", "q_max_pitch_deg"), ("", "")),
+    ("\\|pitch\\| °", "0-25 (median 8)", ("", "q_max_pitch_deg"), ("", "")),
     (
         "sharpness (Laplacian var., 64 px patch)",
         "1,884-20,763",

@@ -67,8 +67,12 @@ class DetectionSettings(ServiceSettings):
     q_min_inter_eye_px: float = Field(
         60.0, ge=0, description="Quality: smallest distance between the eyes, pixels."
     )
-    q_max_yaw_deg: float = Field(20.0, ge=0, le=90, description="Quality: largest |yaw|, degrees.")
-    q_max_pitch_deg: float = Field(20.0, ge=0, le=90, description="Quality: largest |pitch|, degrees.")
+    q_max_yaw_deg: float = Field(
+        25.0, ge=0, le=90, description="Quality: largest |yaw| (solvePnP on a 3-D mean face), degrees."
+    )
+    q_max_pitch_deg: float = Field(
+        25.0, ge=0, le=90, description="Quality: largest |pitch| (solvePnP on a 3-D mean face), degrees."
+    )
     q_max_roll_deg: float = Field(15.0, ge=0, le=180, description="Quality: largest |roll|, degrees.")
     q_min_sharpness: float = Field(
         700.0, ge=0, description="Quality: smallest Laplacian variance of the 64 px normalised face patch."

@@ -17,7 +17,7 @@ import numpy as np
 from facegate.v1 import common_pb2
 from services.detection.alignment import align_face
 from services.detection.detector import RawFace
-from services.detection.geometry import estimate_pose
+from services.detection.pose import estimate_pose
 
 Check = common_pb2.QualityCheck
 
@@ -30,8 +30,8 @@ INNER = (slice(10, 60), slice(8, 56))
 @dataclass(frozen=True)
 class QualityThresholds:
     min_inter_eye_px: float = 60.0
-    max_yaw_deg: float = 20.0
-    max_pitch_deg: float = 20.0
+    max_yaw_deg: float = 25.0
+    max_pitch_deg: float = 25.0
     max_roll_deg: float = 15.0
     min_sharpness: float = 700.0
     min_brightness: float = 50.0

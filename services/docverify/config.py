@@ -81,7 +81,12 @@ class DocverifySettings(ServiceSettings):
     portrait_min_inter_eye_px: float = Field(
         20.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 23-86)."
     )
-    portrait_max_yaw_deg: float = Field(30.0, gt=0, le=90, description="Largest portrait |yaw|, degrees.")
+    portrait_max_yaw_deg: float = Field(
+        15.0,
+        gt=0,
+        le=90,
+        description="Largest portrait |yaw|, degrees (ICAO asks 5; frontal specimens: 0-5).",
+    )
     portrait_max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest portrait |roll|, degrees.")
     portrait_min_sharpness: float = Field(
         100.0,

@@ -82,7 +82,7 @@ def test_different_specimens_do_not_match(stub, utopia_live, other):
     reply = verify(stub, utopia_live, page_scan=common_pb2.Image(data=page(other["file"])))
     assert reply.similarity < 0.4, reply.similarity
     if other["file"] == "other_USA_Border_Crosser.png":
-        # Its portrait is a three-quarter view (yaw ~ 40 degrees): refused by the portrait policy.
+        # Its portrait is turned (yaw ~ 17 degrees; ICAO asks 5): refused by the portrait policy.
         assert reply.outcome == INCONCLUSIVE
         assert R.REASON_CODE_PORTRAIT_QUALITY_TOO_LOW in codes(reply)
     else:
