@@ -148,6 +148,7 @@ async def identify(request: Request, session: Session) -> Response:
                     "watchlist": c.watchlist,
                     "score": c.score,
                     "category": c.category,
+                    "display_name": c.display_name,
                 }
                 for c in candidates
             ],

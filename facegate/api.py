@@ -89,6 +89,7 @@ class Candidate:
     watchlist: str
     score: float
     category: str = ""
+    display_name: str = ""  # what an officer reads on a hit (never logged)
 
 
 def as_image(image: ImageLike) -> common_pb2.Image:
@@ -286,7 +287,13 @@ class Client:
                 request.threshold = threshold
             reply = watchlist_pb2_grpc.WatchlistServiceStub(self._channel("watchlist")).Search(request)
         return [
-            Candidate(subject_id=c.subject_id, watchlist=c.watchlist, score=c.score, category=c.info.category)
+            Candidate(
+                subject_id=c.subject_id,
+                watchlist=c.watchlist,
+                score=c.score,
+                category=c.info.category,
+                display_name=c.info.display_name,
+            )
             for c in reply.results[0].candidates
         ]
 

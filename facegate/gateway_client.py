@@ -208,7 +208,13 @@ class Gateway:
         with self._call():
             reply = self.stub.Identify(request)
         candidates = [
-            Candidate(subject_id=c.subject_id, watchlist=c.watchlist, score=c.score, category=c.info.category)
+            Candidate(
+                subject_id=c.subject_id,
+                watchlist=c.watchlist,
+                score=c.score,
+                category=c.info.category,
+                display_name=c.info.display_name,
+            )
             for c in reply.result.candidates
         ]
         return decision_from_proto(reply.decision), candidates

@@ -19,15 +19,16 @@ client (the web console, the CLI, a third-party workstation) gets the same rules
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from facegate.errors import FacegateError, FailedPrecondition, InvalidArgument, NotFound
-from facegate.v1 import common_pb2, docverify_pb2, gateway_pb2
+from facegate.v1 import common_pb2, docverify_pb2, gateway_pb2, watchlist_pb2
 from gateway.audit import AuditStore, Record
 from gateway.downstream import Downstream
 from gateway.records import action_body, check_ids, to_audit_record
@@ -186,6 +187,8 @@ class ReferralDesk:
             hit_status=state.hit_status(has_hit(record)),
             hit_confirmed_by=state.confirmed_by,
         )
+        if down is not None:
+            out.candidates.extend(_with_info(down, out.record.candidates))
         document = self.held.get(decision_id) if state.outcome == RO.REFERRAL_OUTCOME_UNSPECIFIED else None
         if document is not None:
             out.images_held = True
@@ -252,6 +255,24 @@ class ReferralDesk:
         if record.get("gate_id"):
             body["gate_id"] = record["gate_id"]
         return body
+
+
+def _with_info(
+    down: Downstream, candidates: Iterable[watchlist_pb2.Candidate]
+) -> list[watchlist_pb2.Candidate]:
+    """The candidates with their subjects' info as the watchlist holds it now (the audit keeps ids only)."""
+    out = []
+    for candidate in candidates:
+        found = watchlist_pb2.Candidate()
+        found.CopyFrom(candidate)
+        request = watchlist_pb2.GetSubjectRequest(
+            watchlist=candidate.watchlist, subject_id=candidate.subject_id
+        )
+        # Removed since (erasure), or the watchlist service is down: the ids still show.
+        with contextlib.suppress(FacegateError):
+            found.info.CopyFrom(down.call("watchlist", down.watchlist.GetSubject, request).info)
+        out.append(found)
+    return out
 
 
 def _portrait(document: docverify_pb2.VerifyRequest, down: Downstream | None) -> common_pb2.Image:

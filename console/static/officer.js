@@ -71,7 +71,11 @@ const officer = {
       badge.textContent = status[0];
       badge.className = `badge ${status[1]}`;
       const cands = fg.clear(document.getElementById("referral-candidates"));
-      for (const c of record.candidates || []) cands.append(fg.el("tr", {}, fg.el("td", {}, c.watchlist), fg.el("td", {}, c.subject_id), fg.el("td", {}, fg.num(c.score))));
+      for (const c of referral.candidates.length ? referral.candidates : record.candidates || []) {
+        const info = c.info || {};
+        cands.append(fg.el("tr", {}, fg.el("td", {}, info.display_name || "(removed)"), fg.el("td", {}, info.category || "–"),
+          fg.el("td", {}, c.watchlist), fg.el("td", {}, fg.el("code", {}, c.subject_id)), fg.el("td", {}, fg.num(c.score))));
+      }
       document.getElementById("hit-confirmed-by").textContent = referral.hit_confirmed_by.length ? `Confirmed by: ${referral.hit_confirmed_by.join(", ")}` : "";
       document.getElementById("confirm-hit").disabled = referral.hit_status === "HIT_STATUS_CONFIRMED";
     }
@@ -126,7 +130,8 @@ const officer = {
     document.getElementById("identify-summary").textContent =
       `${r.candidates.length} candidate(s) at or above ${fg.num(r.threshold)} in ${r.watchlists.join(", ")}`;
     const body = fg.clear(document.getElementById("identify-candidates"));
-    r.candidates.forEach((c, i) => body.append(fg.el("tr", {}, fg.el("td", {}, i + 1), fg.el("td", {}, c.subject_id), fg.el("td", {}, c.watchlist), fg.el("td", {}, c.category || "–"), fg.el("td", {}, fg.num(c.score)))));
+    r.candidates.forEach((c, i) => body.append(fg.el("tr", {}, fg.el("td", {}, i + 1), fg.el("td", {}, c.display_name || "–"),
+      fg.el("td", {}, c.category || "–"), fg.el("td", {}, c.watchlist), fg.el("td", {}, fg.el("code", {}, c.subject_id)), fg.el("td", {}, fg.num(c.score)))));
   },
 
   preview(inputId, imgId) {

@@ -107,15 +107,20 @@ def test_a_watchlist_hit_needs_two_different_officers(stack, second_officer: str
     name = "wanted_" + uuid.uuid4().hex[:8]
     with gw(stack, "admin") as admin:
         admin.create_watchlist(name, "wanted")
-        admin.enroll(name, [LIVE], info=watchlist_pb2.SubjectInfo(category="wanted"))
-    try:
+        admin.enroll(
+            name, [LIVE], info=watchlist_pb2.SubjectInfo(display_name="A. Wanted", category="wanted")
+        )
         decision_id = refer(stack, portrait=PORTRAIT, watchlists=[name])
-    finally:
-        with gw(stack, "admin") as admin:
-            admin.delete_watchlist(name)
+        with gw(stack, "officer") as officer:
+            (candidate,) = officer.referral(decision_id).candidates  # what the officer acts on
+            assert (candidate.info.display_name, candidate.info.category) == ("A. Wanted", "wanted")
+            _, (found,) = officer.identify(PORTRAIT, watchlists=[name])
+            assert found.display_name == "A. Wanted" and found.subject_id == candidate.subject_id
+        admin.delete_watchlist(name)
     with gw(stack, "officer") as first, gw(stack, "officer", second_officer) as second:
         referral = first.referral(decision_id)
         assert referral.hit_status == HS.HIT_STATUS_UNCONFIRMED and referral.record.candidates
+        assert not referral.candidates[0].info.display_name  # erased with its list: ids only
         one = first.confirm_watchlist_hit(decision_id)
         assert one.hit_status == HS.HIT_STATUS_AWAITING_SECOND
         with pytest.raises(FailedPrecondition, match="second, different officer"):
@@ -139,10 +144,9 @@ def test_a_watchlist_hit_needs_two_different_officers(stack, second_officer: str
 
 
 def test_only_a_gate_referral_can_be_worked(stack) -> None:
-    with gw(stack, "kiosk") as kiosk:
-        accepted = kiosk.verify_traveller(LIVE, portrait=PORTRAIT).decision_id
     with gw(stack, "officer") as officer:
-        for decision_id in (accepted, uuid.uuid4().hex):
+        not_a_gate = officer.compare(LIVE, OTHER_PERSON).decision_id  # a REFER, but an officer's
+        for decision_id in (not_a_gate, uuid.uuid4().hex):
             with pytest.raises(NotFound):
                 officer.referral(decision_id)
             with pytest.raises(NotFound):
@@ -150,9 +154,11 @@ def test_only_a_gate_referral_can_be_worked(stack) -> None:
         with pytest.raises(InvalidArgument):
             officer.referral("")
         with pytest.raises(grpc.RpcError) as err:
-            officer.stub.RecordReferralOutcome(gateway_pb2.RecordReferralOutcomeRequest(decision_id=accepted))
+            officer.stub.RecordReferralOutcome(
+                gateway_pb2.RecordReferralOutcomeRequest(decision_id=not_a_gate)
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "outcome" in err.value.details()
-    assert records_about(stack, accepted) == []  # naming no referral is an input error, not an action
+    assert records_about(stack, not_a_gate) == []  # naming no referral is an input error, not an action
 
 
 def test_whoami_and_the_ops_status(stack) -> None:
