@@ -82,7 +82,7 @@ class DocverifySettings(ServiceSettings):
         20.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 23-86)."
     )
     portrait_max_yaw_deg: float = Field(
-        15.0,
+        20.0,
         gt=0,
         le=90,
         description="Largest portrait |yaw|, degrees (ICAO asks 5; frontal specimens: 0-5).",
