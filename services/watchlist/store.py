@@ -9,9 +9,14 @@ Milvus needs a vector in every collection; the two metadata collections carry a 
 
 Consistency (measured on Milvus 2.3.5 standalone with pymilvus 3.0.2): "Session" reads see this
 client's inserts and upserts, but not its deletes - the delete's timestamp is not waited for. After
-every delete the store therefore runs one "Strong" read (a barrier, ~0.2-0.4 s) before returning,
-after which the query nodes have applied the delete and every later read, Session included, misses
-the deleted rows. Kiosk searches stay on Session (~2 ms) and never pay for Strong.
+every delete the store therefore runs a "Strong" read (a barrier, ~0.2-0.4 s) on each collection
+the delete touched before returning, after which the query nodes have applied the delete and every
+later read, Session included, misses the deleted rows. The barrier must read the collection that
+was written: a Strong read waits only for that collection's own channels, so one on another
+collection (as before) let a search see a deleted template now and then (1 of 20 under load).
+A new process (a restart after a crash) knows no write timestamps, so its Session reads are
+eventual: ``open`` runs the barrier on every collection, so it sees all that was acknowledged.
+Kiosk searches stay on Session (~2 ms) and never pay for Strong.
 Milvus Lite applies every write synchronously, so the barrier is free there.
 """
 
@@ -21,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,10 +219,19 @@ class MilvusStore:
 
     # -- consistency -------------------------------------------------------------------------------
 
-    def barrier(self) -> None:
-        """One Strong read: afterwards every write acknowledged so far is visible to every read."""
+    def barrier(self, *collections: str) -> None:
+        """One Strong read of each collection (default: all three), at once: afterwards every write
+        to them acknowledged so far is visible to every read of them. Not needed on Lite."""
+        if self.settings.is_lite:
+            return
+        names = collections or (self.lists, self.subjects, self.templates)
+        with ThreadPoolExecutor(len(names)) as pool:
+            list(pool.map(self._strong_read, names))
+
+    def _strong_read(self, collection: str) -> None:
+        pk = {self.lists: "name", self.subjects: "key", self.templates: "template_id"}[collection]
         self._c().query(
-            self.lists, filter='name != ""', output_fields=["count(*)"], consistency_level="Strong"
+            collection, filter=f'{pk} != ""', output_fields=[pk], limit=1, consistency_level="Strong"
         )
 
     # -- watchlists --------------------------------------------------------------------------------
@@ -238,7 +253,7 @@ class MilvusStore:
         c.delete(self.templates, filter=f'watchlist == "{name}"')
         c.delete(self.subjects, filter=f'watchlist == "{name}"')
         c.delete(self.lists, ids=[name])
-        self.barrier()
+        self.barrier(self.templates, self.subjects, self.lists)
 
     # -- subjects and templates --------------------------------------------------------------------
 
@@ -329,7 +344,7 @@ class MilvusStore:
         else:
             c.delete(self.templates, filter=f'watchlist == "{watchlist}" and subject_id == "{sid}"')
         c.delete(self.subjects, ids=[subject_key(watchlist, sid)])
-        self.barrier()
+        self.barrier(self.templates, self.subjects)
 
     def subject_keys(self, expr: str) -> list[str]:
         return sorted(r["key"] for r in self._iterate(self.subjects, expr, ["key"]))

@@ -25,8 +25,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -110,15 +112,27 @@ class Figures:
 
 
 @pytest.fixture(scope="session")
-def figures() -> Iterator[Figures]:
+def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
     figs = Figures()
     started = time.monotonic()
     yield figs
     figs.notes["duration_s"] = round(time.monotonic() - started, 1)
-    if FULL:
+    if FULL and whole_suite(request.session):
         from tests.reliability.report import write_report
 
         write_report(figs, REPORT)
+    if os.environ.get("FACEGATE_RELIABILITY_FIGURES"):  # a part's figures, e.g. of a -k run
+        Path(os.environ["FACEGATE_RELIABILITY_FIGURES"]).write_text(json.dumps(figs.to_dict(), indent=2))
+
+
+def whole_suite(session: pytest.Session) -> bool:
+    """Did this session select every test of the suite? Only such a run rewrites the report (a
+    run of one file or ``-k`` is a check, not the figures of the suite)."""
+    here = Path(__file__).parent
+    files = {p.name for p in here.glob("test_*.py")}
+    opts = session.config.option
+    ran = {item.path.name for item in session.items if item.path.parent == here}
+    return ran == files and not opts.keyword and not opts.markexpr
 
 
 # ---- the stack: make run's launcher on free ports, with a Redis it can lose ----------------------
@@ -195,6 +209,7 @@ class Launched:
     output: list[str] = field(default_factory=list)  # the launcher's own lines
     peak_rss: dict[str, int] = field(default_factory=dict)
     milvus_pid: int | None = None
+    accounting: Any = None  # this stack's audit book (test_stack.Accounting), when not the default one
 
     def target(self, label: str = "gateway") -> str:
         return f"127.0.0.1:{self.ports[label]}"
@@ -266,11 +281,11 @@ LOAD_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory) -> Iterator[Launched]:
-    """`make run`'s launcher (facegate/launcher.py) as a real process tree on free ports, with a
-    temp FACEGATE_VAR_DIR and a private redis-server the suite can kill."""
-    var = tmp_path_factory.mktemp("reliability") / "var"
+@contextmanager
+def stack(var: Path, extra_env: dict[str, str] | None = None) -> Iterator[Launched]:
+    """`make run`'s launcher (facegate/launcher.py) as a real process tree on free ports, with
+    ``var`` as FACEGATE_VAR_DIR and a private redis-server the suite can kill; ``extra_env`` on
+    top (e.g. MILVUS_URI for a Milvus server)."""
     redis = PrivateRedis(free_ports(1)[0], var / "redis-private")
     redis.start()
     env = {
@@ -278,6 +293,7 @@ def launched(tmp_path_factory) -> Iterator[Launched]:
         **LOAD_ENV,
         "REDIS_URL": redis.url,
         "FACEGATE_LOG_LEVEL": "DEBUG",  # the scan below reads every line a service can write
+        **(extra_env or {}),
     }
     env.pop("FACEGATE_GATEWAY_REDIS_URL", None)
     proc, ports, metrics_ports = start_launcher(var, env)
@@ -300,6 +316,13 @@ def launched(tmp_path_factory) -> Iterator[Launched]:
                 proc.wait(10)
         running.drain_output()
         redis.stop()
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory) -> Iterator[Launched]:
+    """The stack as `make run` starts it (Milvus Lite)."""
+    with stack(tmp_path_factory.mktemp("reliability") / "var") as running:
+        yield running
 
 
 # ---- calling the gateway ---------------------------------------------------------------------------

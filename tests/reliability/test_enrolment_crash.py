@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from facegate.endpoints import SERVICE_NAMES
 from facegate.v1 import watchlist_pb2 as pb
 from facegate.v1 import watchlist_pb2_grpc
 from tests.reliability.conftest import BUDGET, FULL, Figures, free_ports
+from tests.reliability.milvus_handle import MilvusHandle, running_milvus
 from tests.support import REPO
 from tests.watchlist.helpers import emb, near, template, unit
 
@@ -86,83 +86,6 @@ def lite_uri(tmp_path: Path) -> Iterator[str]:
     yield str(tmp_path / "watchlist.db")
 
 
-class MilvusHandle:
-    """A Milvus standalone server (the `milvus` wheel) that the test can kill -9 and restart on
-    the same ports and data (tests/watchlist/milvus_server.py's set-up, with the server kept)."""
-
-    def __init__(self, base: Path) -> None:
-        from milvus import MilvusServer
-
-        from tests.watchlist.milvus_server import PORT_KEYS, free_ports
-
-        self.base = base
-        self.server = MilvusServer(wait_for_started=False)
-        self.server.set_base_dir(str(base))
-        ports = free_ports(len(PORT_KEYS) + 1)
-        for key, port in zip(PORT_KEYS, ports, strict=False):
-            self.server.config.configs[key] = port
-        self.server.webservice_port = ports[-1]
-        self.uri = f"http://127.0.0.1:{self.server.config.configs['proxy_port']}"
-
-    def start(self, timeout: float = 420) -> None:
-        """Start it; its ports may stay taken for a while after a kill, so retry until ``timeout``
-        (a start alone takes minutes on 2 busy cores)."""
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.server.start()  # returns at once (wait_for_started=False)
-            except RuntimeError:  # a port still taken
-                self.server.stop()
-                time.sleep(2)
-                continue
-            proc = self.server.server_proc
-            health = f"http://127.0.0.1:{self.server.webservice_port}/healthz"
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(health, timeout=5) as reply:
-                        if b"OK" in reply.read():
-                            time.sleep(1)
-                            return
-                except OSError:
-                    pass
-                time.sleep(0.5)
-            self.server.stop()  # it died (e.g. its etcd port still taken): try again
-            time.sleep(2)
-        raise AssertionError(f"Milvus did not start within {timeout:.0f}s; see {self.base / 'logs'}")
-
-    def kill(self) -> None:
-        proc = self.server.server_proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
-        self.server.stop()  # closes its log files; the process is gone already
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-def etcd_peer_port_taken() -> bool:
-    """The wheel's Milvus runs an embedded etcd on the fixed peer port 2380: one server per machine."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", 2380))
-        except OSError:
-            return True
-    return False
-
-
-@contextmanager
-def server_uri(tmp_path: Path) -> Iterator[MilvusHandle]:
-    handle = MilvusHandle(tmp_path / "milvus")
-    try:
-        handle.start()
-        yield handle
-    finally:
-        handle.stop()
-
-
 BACKENDS = ["milvus-lite", "milvus-server"] if FULL and BUDGET.milvus_server else ["milvus-lite"]
 
 
@@ -171,10 +94,6 @@ BACKENDS = ["milvus-lite", "milvus-server"] if FULL and BUDGET.milvus_server els
 def test_enrolments_survive_kill_9_of_the_watchlist_service(
     backend: str, tmp_path: Path, figures: Figures
 ) -> None:
-    if backend == "milvus-server" and etcd_peer_port_taken():
-        why = "another Milvus server holds etcd's fixed port 2380 on this machine"
-        figures.notes.setdefault("skipped", {})["enrolment on milvus-server"] = why
-        pytest.skip(why)
     n, kills = BUDGET.enrolments, BUDGET.enrolment_kills
     rng = np.random.default_rng(42)
     vectors = [unit(rng) for _ in range(n)]
@@ -190,7 +109,7 @@ def test_enrolments_survive_kill_9_of_the_watchlist_service(
             templates=[template(vectors[i]), template(second[i])],
         )
 
-    with lite_uri(tmp_path) if backend == "milvus-lite" else server_uri(tmp_path) as milvus:
+    with lite_uri(tmp_path) if backend == "milvus-lite" else running_milvus(tmp_path / "milvus") as milvus:
         uri = milvus if isinstance(milvus, str) else milvus.uri
         service = WatchlistProcess(uri, tmp_path / "watchlist.log")
         service.start()
@@ -268,6 +187,12 @@ def test_enrolments_survive_kill_9_of_the_watchlist_service(
                 replays = [stub.EnrollSubject(request(i), timeout=60) for i in range(n)]
                 assert not any(r.created for r in replays)
                 figures.add("enrolment_retries_completed", len(unacked))
+                # Erasure: a removed subject is gone from every read the moment RemoveSubject answers.
+                erase = sorted(acked)[: max(5, min(20, n // 10))]
+                found = still_found_after_erasure(stub, [(acked[i], vectors[i]) for i in erase])
+                figures.add("erasures", len(erase))
+                figures.add("erased_subjects_still_found", len(found))
+                assert not found, f"still found right after RemoveSubject: {found}"
             assert len(killed) == len(kill_at) == kills, (killed, kill_at)
         finally:
             service.stop()
@@ -307,6 +232,18 @@ def kill_milvus_during(stub, milvus: MilvusHandle, request, figures: Figures):
             time.sleep(1)
     figures.add("wedged_processes")
     raise AssertionError("the watchlist service did not recover after Milvus came back")
+
+
+def still_found_after_erasure(stub, subjects: list[tuple[str, np.ndarray]]) -> list[str]:
+    """Remove each subject, then at once read it back (GetSubject and a Search with its template):
+    an erased listing must not match at a gate, nor be shown, after RemoveSubject has answered.
+    On a server this needs the store's Strong barrier on every collection the delete touched."""
+    found = []
+    for sid, vector in subjects:
+        stub.RemoveSubject(pb.RemoveSubjectRequest(watchlist=LIST, subject_id=sid), timeout=60)
+        if state(stub, sid, vector) != "absent":
+            found.append(sid)
+    return found
 
 
 def state(stub, sid: str, vector: np.ndarray) -> str:
