@@ -111,7 +111,7 @@ def gw_call(launched: Launched, ch, method: str, request, role: str | None, **kw
     decision_id = ""
     if code == "OK" and method in DECISION_METHODS:
         decision_id = response.decision.decision_id
-    ACCOUNTING.add(method, code, decision_id)
+    (launched.accounting or ACCOUNTING).add(method, code, decision_id)
     return code, response
 
 
@@ -323,6 +323,10 @@ def test_every_rpc_by_every_role_with_every_kind_of_key(launched: Launched, figu
 
 def test_setup_a_wanted_list(launched: Launched) -> None:
     """Screening has something to find: the other person is on a WANTED list (by the admin RPCs)."""
+    set_up_wanted_list(launched)
+
+
+def set_up_wanted_list(launched: Launched) -> None:
     with gateway_channel(launched.target()) as ch:
         code, _ = gw_call(
             launched,
@@ -349,25 +353,29 @@ def test_setup_a_wanted_list(launched: Launched) -> None:
         assert code == "OK", code
 
 
-def test_load_answers_match_one_at_a_time(launched: Launched, figures: Figures) -> None:
+def take_baseline(launched: Launched, baseline: Baseline, figures: Figures, phase: str) -> None:
+    """Each case sent alone: its answer, and the reasons a complete ACCEPT carries (every check)."""
     with gateway_channel(launched.target()) as ch:
         for case in cases():
             r = verify(launched, ch, case, f"baseline-{case}-{os.urandom(4).hex()}")
-            BASELINE.answers[case] = answer(r)
-            figures.status("baseline", answer(r))
-    assert BASELINE.answers["same_person"] == "ACCEPT", BASELINE.answers
-    assert BASELINE.answers["different_person"] == "REFER", BASELINE.answers
-    assert BASELINE.answers["garbage_capture"] == "INVALID_ARGUMENT", BASELINE.answers
-    records = audit_by_id(launched)
+            baseline.answers[case] = answer(r)
+            figures.status(phase, answer(r))
+    assert baseline.answers["same_person"] == "ACCEPT", baseline.answers
+    assert baseline.answers["different_person"] == "REFER", baseline.answers
+    assert baseline.answers["garbage_capture"] == "INVALID_ARGUMENT", baseline.answers
     with gateway_channel(launched.target()) as ch:
-        for case, expected in BASELINE.answers.items():
-            if expected == "ACCEPT":  # what a complete ACCEPT carries: every check's reason
+        for case, expected in baseline.answers.items():
+            if expected == "ACCEPT":
                 r = verify(launched, ch, case, f"baseline2-{case}-{os.urandom(4).hex()}")
-                records = audit_by_id(launched)
-                BASELINE.accept_reasons[case] = frozenset(
-                    x["code"] for x in records[r.decision_id]["reasons"]
+                baseline.accept_reasons[case] = frozenset(
+                    x["code"] for x in audit_by_id(launched)[r.decision_id]["reasons"]
                 )
+
+
+def test_load_answers_match_one_at_a_time(launched: Launched, figures: Figures) -> None:
+    take_baseline(launched, BASELINE, figures, "baseline")
     figures.notes["baseline"] = dict(BASELINE.answers)
+    records = audit_by_id(launched)
 
     before = len(records)
     expected_before = ACCOUNTING.expected
@@ -412,7 +420,9 @@ def test_load_answers_match_one_at_a_time(launched: Launched, figures: Figures) 
 # ---- 3. kill -9 under load ---------------------------------------------------------------------------
 
 
-def wrong_accepts(launched: Launched, results: list[Result]) -> list[tuple[str, str]]:
+def wrong_accepts(
+    launched: Launched, results: list[Result], baseline: Baseline = BASELINE
+) -> list[tuple[str, str]]:
     """ACCEPTs that must not be: a case that is not an ACCEPT one at a time, or an ACCEPT whose
     audit record lacks a check the complete ACCEPT has (one that did not run)."""
     records = audit_by_id(launched)
@@ -420,9 +430,9 @@ def wrong_accepts(launched: Launched, results: list[Result]) -> list[tuple[str, 
     for r in results:
         if r.outcome != "ACCEPT":
             continue
-        if BASELINE.answers.get(r.case) != "ACCEPT":
+        if baseline.answers.get(r.case) != "ACCEPT":
             wrong.append(
-                (r.case, "accepted although one at a time it is " + BASELINE.answers.get(r.case, "?"))
+                (r.case, "accepted although one at a time it is " + baseline.answers.get(r.case, "?"))
             )
             continue
         record = records.get(r.decision_id)
@@ -430,7 +440,7 @@ def wrong_accepts(launched: Launched, results: list[Result]) -> list[tuple[str, 
             wrong.append((r.case, "no audit record"))
             continue
         reasons = frozenset(x["code"] for x in record["reasons"])
-        if reasons != BASELINE.accept_reasons[r.case] or "SERVICE_UNAVAILABLE" in reasons:
+        if reasons != baseline.accept_reasons[r.case] or "SERVICE_UNAVAILABLE" in reasons:
             wrong.append((r.case, f"reasons {sorted(reasons)}"))
     return wrong
 
