@@ -354,7 +354,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetSystemStatusRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.SystemStatus:
         with self._work() as down:
-            own = f"{self.runtime.host}:{self.settings.port}"
+            own = f"{self.runtime.host}:{self.settings.port}" if self.settings.port else "(this process)"
             return status.system_status(self.settings, down, self._pool, self.started_at, own)
 
     # ---- admin ---------------------------------------------------------------------------------

@@ -94,6 +94,15 @@ def page_for(browser, console):
         context.close()
 
 
+def until(page, selector: str, predicate: str, timeout_s: float = WAIT_MS / 1000) -> None:
+    """Poll ``predicate`` on the element from here: the pages' CSP (rightly) forbids the string
+    evaluation Playwright's wait_for_function would need inside the page."""
+    deadline = time.monotonic() + timeout_s
+    while not page.eval_on_selector(selector, predicate):
+        assert time.monotonic() < deadline, f"{selector}: {predicate} still false"
+        time.sleep(0.2)
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
@@ -124,8 +133,8 @@ def test_officer_compares_sees_a_referral_arrive_live_and_closes_it(console, pag
     assert "gate-4" in row.inner_text() and "NO_MATCH" in row.inner_text()
     row.click()
     page.wait_for_selector("#referral-meta:has-text('gate-4')")
-    page.wait_for_function("document.querySelector('#live-image').naturalWidth > 0")
-    page.wait_for_function("document.querySelector('#portrait-image').naturalWidth > 0")
+    until(page, "#live-image", "img => img.naturalWidth > 0")  # the held images arrived and decode
+    until(page, "#portrait-image", "img => img.naturalWidth > 0")
     assert page.get_attribute("#live-image", "src").startswith("blob:")  # no image data in any URL
     shot(page, "officer-referral")
     page.click("#outcome-actions button[data-outcome='escalated']")
@@ -229,13 +238,29 @@ def test_admin_enrols_imports_filters_and_erases(console, page_for, tmp_path) ->
 
 @full_only
 def test_ops_sees_health_model_lists_and_decision_counts(console, page_for) -> None:
-    kiosk_refer(console, portrait=OTHER_PERSON.read_bytes())  # at least one decision to count
-    page = page_for(console.stack.keys["ops"])
-    page.wait_for_selector("#services tr:has-text('embedding') .badge:has-text('SERVING')")
-    assert page.inner_text("#model-version")
-    page.wait_for_selector("#decisions tr:has-text('VerifyTraveller'):has-text('REFER')")
-    assert page.get_attribute("#services tr:has-text('gateway') a", "href").endswith("/metrics")
-    shot(page, "ops")
+    name = "ops_" + uuid.uuid4().hex[:8]
+    with Gateway(console.stack.target, key=console.stack.keys["admin"], timeout=120) as admin:
+        admin.create_watchlist(name, "alert")
+        admin.enroll(name, [LIVE])
+    try:
+        kiosk_refer(console, portrait=OTHER_PERSON.read_bytes())  # at least one decision to count
+        page = page_for(console.stack.keys["ops"])
+        page.wait_for_selector("#services tr:has-text('embedding') .badge:has-text('SERVING')")
+        assert page.inner_text("#model-version")
+        row = page.wait_for_selector(f"#watchlists tr:has-text('{name}')").inner_text()
+        assert row.split("\t")[1:] == ["alert", "1", "1"]  # kind, subjects, templates
+        page.wait_for_selector("#decisions tr:has-text('VerifyTraveller'):has-text('REFER')")
+        # the second sample (5 s later) turns the counts into a rate per minute
+        until(
+            page,
+            "#decisions",
+            "t => [...t.querySelectorAll('td:nth-child(4)')].every(d => d.textContent !== '–')",
+        )
+        assert page.get_attribute("#services tr:has-text('gateway') a", "href").endswith("/metrics")
+        shot(page, "ops")
+    finally:
+        with Gateway(console.stack.target, key=console.stack.keys["admin"], timeout=120) as admin:
+            admin.delete_watchlist(name)
     other = page_for(console.stack.keys["ops"])
     other.goto(console.url + "/officer")
     assert "this needs the officer role" in other.inner_text("main")
