@@ -211,6 +211,45 @@ def source_metrics(rows: list[dict], shipped: float) -> dict[str, Any]:
     }
 
 
+def _scores(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(live x document, document x document) similarity matrices; -2 where a template is missing."""
+    live, live_ok = _vectors(rows, "live_template")
+    doc, doc_ok = _vectors(rows, "document_template")
+    return (
+        np.where(live_ok[:, None] & doc_ok[None, :], live @ doc.T, -2.0),
+        np.where(doc_ok[:, None] & doc_ok[None, :], doc @ doc.T, -2.0),
+    )
+
+
+def lookalike_group(by_source: dict[str, list[dict]], threshold: float, size: int = 5) -> dict[str, Any]:
+    """The ``size`` identities most often in accepted page-scan impostor pairs, and per source how
+    many of their pairs among themselves the threshold accepts.
+
+    LFW has no demographic labels, so this group is found from the scores: it shows how concentrated
+    the false accepts are, not a demographic's FAR.
+    """
+    rows = by_source["page.jpg"]
+    live_doc, _ = _scores(rows)
+    np.fill_diagonal(live_doc, -2.0)
+    hits = np.sum(live_doc >= threshold, axis=0) + np.sum(live_doc >= threshold, axis=1)
+    group = sorted(np.argsort(-hits, kind="stable")[:size].tolist())
+    inside = np.zeros(len(rows), dtype=bool)
+    inside[group] = True
+    out: dict[str, Any] = {"size": size}
+    for source, source_rows in by_source.items():
+        ld, dd = _scores(source_rows)
+        off = ~np.eye(len(source_rows), dtype=bool)
+        accepted = (ld >= threshold) & off
+        out[SOURCE_NAMES[source]] = {
+            "accepted_impostors": int(accepted.sum()),
+            "with_a_group_member": int((accepted & (inside[:, None] | inside[None, :])).sum()),
+            "within_live_vs_doc": f"{int(accepted[np.ix_(group, group)].sum())} of {size * (size - 1)}",
+            "within_doc_vs_doc": f"{int(np.triu(dd[np.ix_(group, group)] >= threshold, 1).sum())} of "
+            f"{size * (size - 1) // 2}",
+        }
+    return out
+
+
 def specimen_metrics(specimens: list[dict], shipped: dict[str, float]) -> dict[str, Any]:
     """Cross-holder pairs of the specimen pages: live frame of one holder's portrait against another's page,
     and page against page; and the Utopia example person's own pages (genuine)."""
@@ -280,6 +319,9 @@ def run(folder: Path, report: Path, workers: int) -> dict[str, Any]:
             SOURCE_NAMES[s]: source_metrics([r for r in raw["rows"] if r["source"] == s], shipped["0.001"])
             for s in SOURCES
         },
+        "lookalike_group": lookalike_group(
+            {s: [r for r in raw["rows"] if r["source"] == s] for s in SOURCES}, shipped["0.001"]
+        ),
         "specimens": specimen_metrics(raw["specimens"], shipped),
     }
     (folder / "eval.json").write_text(json.dumps({**result, "raw": raw}) + "\n")
@@ -331,6 +373,23 @@ def render(res: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {m['genuine_median']:.3f} | {m['impostor_p999']:.3f} / {m['impostor_max']:.3f} | "
             f"{dd['p999']:.3f} / {dd['max']:.3f} | {m['not_compared']} | {blockers} | {m['verify_vs_templates_max_diff']:.1e} |"
+        )
+    group = res["lookalike_group"]
+    lines += [
+        "",
+        f"## Where the false accepts are (threshold {t3:.4f})",
+        "",
+        f"The {group['size']} identities most often in accepted page-scan impostor pairs (found from the scores: "
+        "LFW has no demographic labels), and how the threshold treats their pairs among themselves:",
+        "",
+        "| source | accepted impostors | with one of them | among them, live vs doc | among them, doc vs doc |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in res["sources"]:
+        g = group[name]
+        lines.append(
+            f"| {name} | {g['accepted_impostors']} | {g['with_a_group_member']} | {g['within_live_vs_doc']} | "
+            f"{g['within_doc_vs_doc']} |"
         )
     sp = res["specimens"]
     lines += [
