@@ -148,7 +148,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         start = time.perf_counter()
         subjects = [s for s in self.store.all_subjects() if s.watchlist in self._lists]
         fields = [*TEMPLATE_META, "embedding"]
-        rows = [r for r in self.store._iterate(self.store.templates, 'template_id != ""', fields)]
+        rows = list(self.store.iter_templates(fields))
         templates = [TemplateRow(**{k: r[k] for k in fields}) for r in rows if r["watchlist"] in self._lists]
         self._memory.load(subjects, templates)
         per_list: dict[str, tuple[list[str], list[str], list[Any]]] = defaultdict(lambda: ([], [], []))

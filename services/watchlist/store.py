@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,10 +349,9 @@ class MilvusStore:
     def subject_keys(self, expr: str) -> list[str]:
         return sorted(r["key"] for r in self._iterate(self.subjects, expr, ["key"]))
 
-    def iter_templates(self, with_vectors: bool = True) -> Iterator[dict[str, Any]]:
-        fields = ["template_id", "watchlist", "subject_id", "model_version"]
-        if with_vectors:
-            fields.append("embedding")
+    def iter_templates(self, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every template row with these fields; on Lite in key ranges of about ``lite_page_rows``."""
+        fields = list(fields)
         expr = 'template_id != ""'
         if not self.settings.is_lite:
             yield from self._iterate(self.templates, expr, fields)

@@ -8,15 +8,16 @@ here makes the same code split a small store into many ranges.
 from __future__ import annotations
 
 import numpy as np
+from pymilvus import MilvusClient
 
 from services.watchlist.store import TemplateRow, now_ms
 from tests.watchlist.conftest import Backend, running_service
 from tests.watchlist.helpers import VERSION, create, enroll, search, unit
 
 
-def test_a_paged_start_up_reads_every_template_exactly_once(tmp_path):
+def test_a_paged_start_up_reads_every_template_exactly_once(tmp_path, monkeypatch):
     rng = np.random.default_rng(21)
-    settings = Backend("lite", tmp_path).settings(store="paged", lite_page_rows=4)
+    settings = Backend("lite", tmp_path).settings(store="paged", lite_page_rows=2)
     faces = unit(rng, 40)
     with running_service(settings) as (service, stub):
         create(stub, "paged")
@@ -38,11 +39,23 @@ def test_a_paged_start_up_reads_every_template_exactly_once(tmp_path):
             ]
         )
         ranges = service.store._key_ranges(service.store.templates, 'template_id != ""', "template_id")
-        ids = [row["template_id"] for row in service.store.iter_templates(with_vectors=False)]
-    assert len(ranges) == 16  # 44 rows at 4 a page need 11 ranges: one hex digit of prefix gives 16
+        ids = [row["template_id"] for row in service.store.iter_templates(["template_id"])]
+    assert len(ranges) == 256  # 44 rows at 2 a page need 22 ranges: two hex digits of prefix give 256
     assert len(ids) == len(set(ids)) == 44
     assert {"0", "-before-hex", "zz-after-hex", "s" + "f" * 31} <= set(ids)
+    replies: list[int] = []  # rows in each reply Lite sends about templates during the restart
+    query = MilvusClient.query
+
+    def counted(client, collection_name, *args, **kwargs):
+        rows = query(client, collection_name, *args, **kwargs)
+        if collection_name.endswith("templates"):
+            replies.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(MilvusClient, "query", counted)
     with running_service(settings) as (_service, stub):  # the start-up rebuild reads in pages too
+        # uuid4 ids spread ~0.2 rows over each range; one unpaged read would return all 44
+        assert replies and max(replies) <= 8, replies
         for subject_id, v in zip(enrolled, faces, strict=True):
             found = search(stub, [v], ["paged"]).results[0].candidates
             assert [c.subject_id for c in found] == [subject_id]
