@@ -1,7 +1,7 @@
 """Milvus Lite read in pages: a start-up that reads every template never asks for one huge reply.
 
 The Lite server refuses replies over 256 MB, so at 1M templates (620 MB) the service could not
-start; reads are now split into key ranges of about ``lite_page_rows`` rows. A tiny page size
+start; reads are now split into key ranges of ``lite_page_rows`` rows. A tiny page size
 here makes the same code split a small store into many ranges.
 """
 
@@ -22,7 +22,7 @@ def test_a_paged_start_up_reads_every_template_exactly_once(tmp_path, monkeypatc
     with running_service(settings) as (service, stub):
         create(stub, "paged")
         enrolled = [enroll(stub, "paged", [v]).subject.subject_id for v in faces]
-        odd_ids = ["", "-before-hex", "zz-after-hex", "s" + "f" * 31]
+        odd_ids = ["", "-before-hex", "zz-after-hex", "s" + "f" * 31, 'q"uote', "back\\slash", "t12"]
         service.store.put_templates(
             [
                 TemplateRow(
@@ -40,22 +40,21 @@ def test_a_paged_start_up_reads_every_template_exactly_once(tmp_path, monkeypatc
         )
         ranges = service.store._key_ranges(service.store.templates, 'template_id != ""', "template_id")
         ids = [row["template_id"] for row in service.store.iter_templates(["template_id"])]
-    assert len(ranges) == 256  # 44 rows at 2 a page need 22 ranges: two hex digits of prefix give 256
-    assert len(ids) == len(set(ids)) == 44
-    assert {"0", "-before-hex", "zz-after-hex", "s" + "f" * 31} <= set(ids)
-    replies: list[int] = []  # rows in each reply Lite sends about templates during the restart
+    assert len(ranges) == 24  # 47 rows, 2 a page
+    assert len(ids) == len(set(ids)) == 47
+    assert {"0", "-before-hex", "zz-after-hex", "s" + "f" * 31, 'q"uote', "back\\slash", "t12"} <= set(ids)
+    replies: list[int] = []  # rows in each reply Lite sends with template data during the restart
     query = MilvusClient.query
 
     def counted(client, collection_name, *args, **kwargs):
         rows = query(client, collection_name, *args, **kwargs)
-        if collection_name.endswith("templates"):
-            replies.append(len(rows))
+        if collection_name.endswith("templates") and kwargs.get("output_fields") != ["template_id"]:
+            replies.append(len(rows))  # (the ids alone are read in one reply on purpose: they are small)
         return rows
 
     monkeypatch.setattr(MilvusClient, "query", counted)
     with running_service(settings) as (_service, stub):  # the start-up rebuild reads in pages too
-        # uuid4 ids spread ~0.2 rows over each range; one unpaged read would return all 44
-        assert replies and max(replies) <= 8, replies
+        assert replies and max(replies) <= 2, replies  # one unpaged read would return all 47
         for subject_id, v in zip(enrolled, faces, strict=True):
             found = search(stub, [v], ["paged"]).results[0].candidates
             assert [c.subject_id for c in found] == [subject_id]
