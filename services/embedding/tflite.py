@@ -10,6 +10,8 @@ not match. On a GPU the TensorFlow graph stays the better runtime.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 import warnings
 from pathlib import Path
@@ -33,7 +35,9 @@ def convert(keras_model: Any, target: Path) -> None:
     """
     import tensorflow as tf
 
-    blob = tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+    # The converter prints the exported signature and each of its ~500 captured tensors to stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        blob = tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
     x = np.random.default_rng(0).normal(size=_CHECK_SHAPE).astype(np.float32)
     expected = keras_model(tf.constant(x), training=False).numpy()
     got = TfliteNet(blob, threads=1)(x)
