@@ -30,6 +30,7 @@ which fails closed (REFER) when the services are still down.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +49,9 @@ from gateway.downstream import Downstream, Timings
 from gateway.frame_quality import Frame, ScoredFrame
 
 STOP = gateway_pb2.CaptureStop
+#: The shortest capture a kiosk may ask for: a shorter window holds no frame of any camera (and a
+#: budget that ends before the stream's own end is read would answer DEADLINE_EXCEEDED at random).
+MIN_TIME_BUDGET_S = 0.5
 READER_THREAD = "gateway-stream-reader"
 
 
@@ -273,6 +277,12 @@ class CaptureSession:
 
     @staticmethod
     def _check_start(start: gateway_pb2.StreamStart) -> None:
+        budget = start.time_budget_s
+        if budget != 0 and not (math.isfinite(budget) and budget >= MIN_TIME_BUDGET_S):
+            raise InvalidArgument(
+                f"start.time_budget_s must be 0 (the gateway's budget) or at least {MIN_TIME_BUDGET_S:g} s, "
+                f"not {budget!r}"
+            )
         if start.request.document.HasField("live"):
             raise InvalidArgument(
                 "start.request.document.live must be empty: the frames are the live capture"

@@ -335,6 +335,12 @@ def start(**document) -> gateway_pb2.VerifyTravellerStreamRequest:
     return gateway_pb2.VerifyTravellerStreamRequest(start=gateway_pb2.StreamStart(request=request))
 
 
+def budget(seconds: float) -> gateway_pb2.VerifyTravellerStreamRequest:
+    message = start()
+    message.start.time_budget_s = seconds
+    return message
+
+
 def frame(data: bytes) -> gateway_pb2.VerifyTravellerStreamRequest:
     return gateway_pb2.VerifyTravellerStreamRequest(
         frame=gateway_pb2.CaptureFrame(image=common_pb2.Image(data=data))
@@ -351,8 +357,24 @@ def frame(data: bytes) -> gateway_pb2.VerifyTravellerStreamRequest:
         ([start(), frame(b"not an image at all")], "frame 0"),
         ([start()], "the stream ended before any frame"),
         ([], "the stream ended before its start message"),
+        ([budget(0.01), frame(GOOD)], "time_budget_s must be 0 .* or at least 0.5 s"),
+        ([budget(-1.0), frame(GOOD)], "time_budget_s must be"),
+        ([budget(float("nan")), frame(GOOD)], "time_budget_s must be"),
+        ([budget(float("inf")), frame(GOOD)], "time_budget_s must be"),
     ],
-    ids=["no-start", "two-starts", "live-in-start", "empty-frame", "corrupt-frame", "no-frames", "nothing"],
+    ids=[
+        "no-start",
+        "two-starts",
+        "live-in-start",
+        "empty-frame",
+        "corrupt-frame",
+        "no-frames",
+        "nothing",
+        "tiny-budget",
+        "negative-budget",
+        "nan-budget",
+        "infinite-budget",
+    ],
 )
 def test_a_malformed_stream_is_refused_precisely_and_nothing_is_decided(stack, messages, message) -> None:
     before = len(list(read_records(stack.audit_log)))
