@@ -91,6 +91,17 @@ class Candidate:
     category: str = ""
     display_name: str = ""  # what an officer reads on a hit (never logged)
 
+    @classmethod
+    def from_proto(cls, c: watchlist_pb2.Candidate) -> Candidate:
+        """One candidate as the watchlist service (and the gateway's Identify) report it."""
+        return cls(
+            subject_id=c.subject_id,
+            watchlist=c.watchlist,
+            score=c.score,
+            category=c.info.category,
+            display_name=c.info.display_name,
+        )
+
 
 def as_image(image: ImageLike) -> common_pb2.Image:
     """An ``Image`` message from a path, encoded bytes or an RGB array (sent as PNG)."""
@@ -286,16 +297,7 @@ class Client:
             if threshold is not None:
                 request.threshold = threshold
             reply = watchlist_pb2_grpc.WatchlistServiceStub(self._channel("watchlist")).Search(request)
-        return [
-            Candidate(
-                subject_id=c.subject_id,
-                watchlist=c.watchlist,
-                score=c.score,
-                category=c.info.category,
-                display_name=c.info.display_name,
-            )
-            for c in reply.results[0].candidates
-        ]
+        return [Candidate.from_proto(c) for c in reply.results[0].candidates]
 
 
 # ---- module functions: one cached client per set of targets --------------------------------------

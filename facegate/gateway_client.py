@@ -207,16 +207,7 @@ class Gateway:
             request.threshold = threshold
         with self._call():
             reply = self.stub.Identify(request)
-        candidates = [
-            Candidate(
-                subject_id=c.subject_id,
-                watchlist=c.watchlist,
-                score=c.score,
-                category=c.info.category,
-                display_name=c.info.display_name,
-            )
-            for c in reply.result.candidates
-        ]
+        candidates = [Candidate.from_proto(c) for c in reply.result.candidates]
         return decision_from_proto(reply.decision), candidates
 
     def compare(self, first: ImageLike, second: ImageLike, *, target_far: float | None = None) -> Decision:
