@@ -2,6 +2,17 @@
 
 Returns RGB uint8 arrays in the orientation a person would see (EXIF applied), because
 boxes and landmarks are reported in that frame.
+
+Why JPEG has a second decoder: a kiosk sends a 1280x720 JPEG with every decision, and Pillow's
+route to a numpy array costs three passes over the pixels beside the decode itself (its internal
+4-byte layout unpacked to bytes, and until 2026-11 a copy in ``exif_transpose`` and another in
+``convert("RGB")``). OpenCV's ``imdecode`` writes the decoded RGB straight into the array.
+Measured on the kiosk frame, one process, quiet machine: in bench/results/kiosk.md's notes. Both
+are libjpeg-turbo with the same defaults (integer IDCT, fancy upsampling), and the pixels are
+identical (tested on the dev photos and gate frames), so nothing downstream changes. Pillow still
+reads the header first (format, size, the pixel limit, EXIF orientation) and decodes every case the
+fast path does not take: an EXIF rotation, CMYK, a stream that does not end in EOI (a truncated
+upload keeps Pillow's precise "truncated" error), and anything OpenCV refuses.
 """
 
 from __future__ import annotations
@@ -9,8 +20,9 @@ from __future__ import annotations
 import io
 import warnings
 
+import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from facegate.v1 import common_pb2
 from services.runtime.errors import FacegateError, InvalidArgument, ResourceExhausted
@@ -28,6 +40,11 @@ FORMAT_OF_HINT: dict[int, str | None] = {
 }
 HINT_OF_FORMAT: dict[str, int] = {name: hint for hint, name in FORMAT_OF_HINT.items() if name}
 FORMATS = tuple(HINT_OF_FORMAT)
+#: JPEG end-of-image marker: a stream that does not end in it goes to Pillow (see the docstring).
+JPEG_EOI = b"\xff\xd9"
+#: Pillow modes of a JPEG that OpenCV decodes to the same RGB pixels (YCbCr or RGB, and grey).
+_FAST_JPEG_MODES = ("RGB", "L")
+_CV2_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -75,8 +92,11 @@ def decode_image(
                 raise ResourceExhausted(
                     f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
                 )
+            fast = _decode_jpeg_fast(data, img) if fmt == "JPEG" else None
+            if fast is not None:
+                return fast
             img.load()
-            img = ImageOps.exif_transpose(img)
+            img = _upright(img)
             rgb = _to_rgb(img)
     except (InvalidArgument, ResourceExhausted):
         raise
@@ -109,6 +129,34 @@ def decode_message(image: common_pb2.Image, *, max_bytes: int, max_pixels: int, 
         raise
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1, as stored, when there is none or it is unreadable)."""
+    try:
+        value = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a broken EXIF block is not worth refusing the photo for
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image as a person would see it; no copy when the EXIF orientation says "as stored"."""
+    if _orientation(img) in (0, 1):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def _decode_jpeg_fast(data: bytes, header: Image.Image) -> np.ndarray | None:
+    """RGB pixels of a plain JPEG in one pass (OpenCV), or None for Pillow to decode instead."""
+    if header.mode not in _FAST_JPEG_MODES or not data.endswith(JPEG_EOI):
+        return None
+    if _orientation(header) not in (0, 1):
+        return None
+    rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _CV2_FLAGS)
+    if rgb is None or rgb.shape != (header.height, header.width, 3):
+        return None
+    return rgb
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Flatten any mode (grey, palette, CMYK, 16-bit, alpha) to 8-bit RGB; alpha over white."""
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
@@ -119,7 +167,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         peak = arr.max() or 1.0
         img = Image.fromarray((arr * (255.0 / peak)).astype(np.uint8), mode="L")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -171,3 +171,65 @@ def test_too_many_pixels_is_refused_before_decoding() -> None:
 def test_format_hint_must_agree_with_bytes() -> None:
     with pytest.raises(InvalidArgument, match="hint says PNG but the bytes are JPEG"):
         decode_image(encode(gradient(), "JPEG"), format_hint="PNG", **LIMITS)
+
+
+def _pillow_rgb(data: bytes) -> np.ndarray:
+    """The reference decode: Pillow all the way (what decode_image did before its JPEG fast path)."""
+    from PIL import ImageOps
+
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+
+def _photo() -> Image.Image:
+    from tests.support import FACES
+
+    return Image.open(FACES / "images" / "Zhu_Rongji" / "Zhu_Rongji_0001.jpg").convert("RGB")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"quality": 92},  # the kiosk's kind: baseline, 4:2:0
+        {"quality": 90, "progressive": True},
+        {"quality": 80, "subsampling": 0},  # 4:4:4
+        {"quality": 90, "grey": True},
+    ],
+    ids=["baseline", "progressive", "444", "grey"],
+)
+def test_jpeg_fast_path_gives_pillows_pixels_exactly(variant: dict) -> None:
+    """The OpenCV decode the fast path uses must not move a pixel: crops and templates depend on it."""
+    from services.runtime.images import _decode_jpeg_fast
+
+    kw = dict(variant)
+    img = _photo().resize((640, 360)).convert("L" if kw.pop("grey", False) else "RGB")
+    data = encode(img, "JPEG", **kw)
+    assert _decode_jpeg_fast(data, Image.open(io.BytesIO(data))) is not None  # the fast path is taken
+    got = decode_image(data, **LIMITS)
+    assert got.shape == (360, 640, 3) and got.dtype == np.uint8
+    assert np.array_equal(got, _pillow_rgb(data))
+
+
+def test_jpeg_cases_the_fast_path_leaves_to_pillow() -> None:
+    """Rotated (EXIF), CMYK, trailing bytes after EOI: Pillow decodes them, as before."""
+    from services.runtime.images import _decode_jpeg_fast
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = encode(_photo(), "JPEG", exif=exif)
+    cmyk = encode(_photo().convert("CMYK"), "JPEG", quality=95)
+    trailing = encode(_photo(), "JPEG") + b"camera maker's trailer"
+    for data in (rotated, cmyk, trailing):
+        assert _decode_jpeg_fast(data, Image.open(io.BytesIO(data))) is None
+        assert np.array_equal(decode_image(data, **LIMITS), _pillow_rgb(data))
+    assert decode_image(rotated, **LIMITS).shape == (150, 150, 3)
+    assert_pixels_close(decode_image(cmyk, **LIMITS), np.asarray(_photo()), "JPEG")
+
+
+def test_truncated_jpeg_given_a_fake_eoi_decodes_as_pillow_decodes_it() -> None:
+    """A stream cut short and closed with an EOI marker: Pillow (libjpeg) fills the missing rows
+    and answers an image; the fast path must answer the very same pixels, not something else."""
+    data = encode(gradient(256, 256), "JPEG")
+    forged = data[: len(data) // 2] + b"\xff\xd9"
+    assert np.array_equal(decode_image(forged, **LIMITS), _pillow_rgb(forged))
