@@ -68,7 +68,7 @@ class DetectionSettings(ServiceSettings):
         60.0, ge=0, description="Quality: smallest distance between the eyes, pixels."
     )
     q_max_yaw_deg: float = Field(
-        25.0, ge=0, le=90, description="Quality: largest |yaw| (solvePnP on a 3-D mean face), degrees."
+        30.0, ge=0, le=90, description="Quality: largest |yaw| (solvePnP on a 3-D mean face), degrees."
     )
     q_max_pitch_deg: float = Field(
         25.0, ge=0, le=90, description="Quality: largest |pitch| (solvePnP on a 3-D mean face), degrees."

@@ -30,7 +30,7 @@ INNER = (slice(10, 60), slice(8, 56))
 @dataclass(frozen=True)
 class QualityThresholds:
     min_inter_eye_px: float = 60.0
-    max_yaw_deg: float = 25.0
+    max_yaw_deg: float = 30.0
     max_pitch_deg: float = 25.0
     max_roll_deg: float = 15.0
     min_sharpness: float = 700.0

@@ -82,10 +82,13 @@ class DocverifySettings(ServiceSettings):
         20.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 23-86)."
     )
     portrait_max_yaw_deg: float = Field(
-        20.0,
+        35.0,
         gt=0,
         le=90,
-        description="Largest portrait |yaw|, degrees (ICAO asks 5; frontal specimens: 0-5).",
+        description=(
+            "Largest portrait |yaw| compared, degrees (ICAO asks 5, noted on the measure beyond it; "
+            "frontal specimens: 0-5)."
+        ),
     )
     portrait_max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest portrait |roll|, degrees.")
     portrait_min_sharpness: float = Field(
