@@ -70,6 +70,16 @@ class DocverifySettings(ServiceSettings):
             "only when none is found does the full search run. Unset: always the full search."
         ),
     )
+    live_other_face_ratio: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description=(
+            "Another live face counts as a second person (MULTIPLE_FACES) when its size (square root "
+            "of the box area) is at least this fraction of the traveller's; smaller ones are reported "
+            "as background faces, not refused."
+        ),
+    )
 
     # Document portrait: a printed or chip photo, small and often tinted.
     portrait_min_face_size: int = Field(

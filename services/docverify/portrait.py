@@ -40,16 +40,18 @@ def live_policy(settings: object) -> FacePolicy:
     kiosk = settings.live_kiosk_min_face_size  # type: ignore[attr-defined]
     if kiosk is None:
         return live_full_policy(settings)
-    return FacePolicy(min_face_size=kiosk, scale_to_min_face=True)
+    return FacePolicy(min_face_size=kiosk, scale_to_min_face=True, all_faces=True)
 
 
 def live_full_policy(settings: object) -> FacePolicy:
-    """The gate capture searched at full size: detection's own policy, only the subject back.
+    """The gate capture searched at full size: detection's own policy.
 
     Run when the kiosk profile found no face, so a traveller standing too far away is still told
-    to step closer (and a frame with no face at all is still NO_FACE).
+    to step closer (and a frame with no face at all is still NO_FACE). Both live policies ask for
+    every face, not only the subject: whether another face is a second person at the gate or a
+    face in the background depends on its size (``services.docverify.single_face``).
     """
-    return FacePolicy(min_face_size=settings.live_min_face_size)  # type: ignore[attr-defined]
+    return FacePolicy(min_face_size=settings.live_min_face_size, all_faces=True)  # type: ignore[attr-defined]
 
 
 def portrait_region(box: common_pb2.BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:

@@ -33,6 +33,7 @@ from services.docverify.dg2 import Dg2Error, parse_dg2
 from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_date
 from services.docverify.portrait import live_full_policy, live_policy, portrait_policy, portrait_region
 from services.docverify.quality import judge, portrait_bounds
+from services.docverify.single_face import relative_sizes, search_floor, single_face_measure
 from services.runtime import mtls
 from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -268,19 +269,30 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         findings.similarity = float(np.dot(live_t.astype(np.float64), doc_t.astype(np.float64)))
         return findings, details
 
-    @staticmethod
     def _judge_live(
-        live: detection_pb2.DetectResponse, findings: Findings, details: docverify_pb2.VerifyResponse
+        self, live: detection_pb2.DetectResponse, findings: Findings, details: docverify_pb2.VerifyResponse
     ) -> detection_pb2.DetectedFace | None:
+        """The traveller's face under detection's gate-camera verdict plus the single-face measure:
+        another face of comparable size is a second person (MULTIPLE_FACES); smaller ones are
+        background faces, named in the measure and not refused (services/docverify/single_face.py)."""
         face = subject_face(live)
         if face is None:
             findings.add(R.REASON_CODE_NO_FACE, "no face found in the live image")
             return None
         details.live_quality.CopyFrom(face.quality)
-        if live.faces_total > 1:
+        s = self.settings
+        sizes, ratio = relative_sizes(live), s.live_other_face_ratio
+        single = single_face_measure(
+            sizes, ratio, search_floor(face, s.live_kiosk_min_face_size, s.live_min_face_size)
+        )
+        details.live_quality.measures.append(single)
+        if not single.passed:
+            details.live_quality.failed.append(single.check)
+            details.live_quality.acceptable = False
+            people = 1 + sum(size >= ratio for size in sizes)
             findings.add(
                 R.REASON_CODE_MULTIPLE_FACES,
-                f"{live.faces_total} faces in the live image; exactly one is required",
+                f"{people} people in the live image; exactly one is required: {single.detail}",
             )
         if not face.quality.acceptable:
             findings.add(R.REASON_CODE_QUALITY_TOO_LOW, "live image fails " + failed_checks(face.quality))
