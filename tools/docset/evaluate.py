@@ -99,11 +99,22 @@ def verify_row(stub: Any, live: bytes, source: str, data: bytes) -> dict[str, An
     }
 
 
-def document_template(pipeline: FacePipeline, policy: Any, source: str, data: bytes) -> list[float] | None:
+def document_template(
+    pipeline: FacePipeline, policy: Any, source: str, data: bytes
+) -> tuple[list[float] | None, float | None]:
+    """The document's template and its portrait's eye distance in pixels (the size band key)."""
     try:
-        return pipeline.template(document_image(source, data), policy, source).vector.tolist()
+        template = pipeline.template(document_image(source, data), policy, source)
     except FacegateError:
-        return None
+        return None, None
+    return template.vector.tolist(), inter_eye_px(template.face.quality)
+
+
+def inter_eye_px(quality: common_pb2.Quality) -> float | None:
+    for measure in quality.measures:
+        if measure.check == common_pb2.QualityCheck.QUALITY_CHECK_INTER_EYE_DISTANCE:
+            return float(measure.value)
+    return None
 
 
 def score_set(targets: dict[str, str], folder: Path, names: list[str], workers: int) -> dict[str, Any]:
@@ -118,7 +129,7 @@ def score_set(targets: dict[str, str], folder: Path, names: list[str], workers: 
             name, source = job
             data = (folder / name / source).read_bytes()
             row = verify_row(stub, (folder / name / "live.jpg").read_bytes(), source, data)
-            row["document_template"] = document_template(pipeline, policy, source, data)
+            row["document_template"], row["inter_eye_px"] = document_template(pipeline, policy, source, data)
             return {"identity": name, "source": source, **row}
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -137,11 +148,12 @@ def specimen_row(stub: Any, pipeline: FacePipeline, policy: Any, spec: dict) -> 
     )
     crop = np.asarray(Image.open(io.BytesIO(extract.portrait.data)).convert("RGB"))
     row = verify_row(stub, live_frame(crop), "page.jpg", page)
+    template = document_template(pipeline, policy, "page.jpg", page)
     return {
         "file": spec["file"],
         "holder": spec["holder"],
         **row,
-        "document_template": document_template(pipeline, policy, "page.jpg", page),
+        **dict(zip(("document_template", "inter_eye_px"), template, strict=True)),
     }
 
 
