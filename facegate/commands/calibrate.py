@@ -23,8 +23,19 @@ EXTRA_FARS = (1e-4, 1e-3, 1e-2)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="calibrate decision thresholds for the loaded model on a pairs TSV")
-    add_pipeline_arguments(p)
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate decision thresholds for the loaded model on a pairs TSV, or per portrait source",
+    )
+    add_pipeline_arguments(p, pairs_required=False)
+    p.add_argument(
+        "--documents",
+        type=Path,
+        nargs="+",
+        metavar="EVAL_JSON",
+        help="instead of --pairs: thresholds per portrait source and size band from scored document sets "
+        "(`python -m tools.docset eval` writes <set>/eval.json); no services needed",
+    )
     p.add_argument("--far", type=float, default=1e-3, help="default operating point (false-accept rate)")
     p.add_argument(
         "--impostors",
@@ -53,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.far < 1:
         raise SystemExit("--far must be between 0 and 1")
+    if bool(args.pairs) == bool(args.documents):
+        raise SystemExit("give --pairs or --documents (one of them)")
+    if args.documents:
+        from facegate.commands._calibrate_documents import run_documents
+
+        return run_documents(args)
     pairs, scored, client, wall_s = run_pairs(args)
     assert client is not None
     spec = client.spec

@@ -25,9 +25,11 @@ from facegate.evaluation_pipeline import (
 from facegate.launcher import local_services
 
 
-def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+def add_pipeline_arguments(p: argparse.ArgumentParser, pairs_required: bool = True) -> None:
     """Options shared by eval and calibrate: where the services are and how hard to drive them."""
-    p.add_argument("--pairs", type=Path, required=True, help="TSV with header left_path right_path same")
+    p.add_argument(
+        "--pairs", type=Path, required=pairs_required, help="TSV with header left_path right_path same"
+    )
     p.add_argument("--detection", metavar="HOST:PORT", help="detection service (default: start a local one)")
     p.add_argument("--embedding", metavar="HOST:PORT", help="embedding service (default: start a local one)")
     p.add_argument("--workers", type=int, default=4, help="concurrent images in flight (default 4)")
