@@ -54,6 +54,8 @@ class Score:
     value: float
     threshold: float
     target_far: float
+    calibration: str = ""  # which portrait source and size band set the threshold ("" for the main one)
+    measured_far: float = 0.0  # the FAR that threshold gave on its calibration set (0: not reported)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,10 @@ def decision_from_proto(decision: common_pb2.Decision) -> Decision:
             (common_pb2.ReasonCode.Name(r.code).removeprefix("REASON_CODE_"), r.message)
             for r in decision.reasons
         ),
-        scores=tuple(Score(s.name, s.value, s.threshold, s.target_far) for s in decision.scores),
+        scores=tuple(
+            Score(s.name, s.value, s.threshold, s.target_far, s.calibration, s.measured_far)
+            for s in decision.scores
+        ),
         instruction=decision.instruction,
         decision_id=decision.decision_id,
         request_id=decision.request_id,

@@ -377,6 +377,7 @@ def _scores(
                 value=verification.similarity,
                 threshold=verification.threshold,
                 target_far=verification.target_far,
+                **_calibration(verification),
             )
         )
     if screening.status is ScreeningStatus.COMPLETED:
@@ -393,6 +394,18 @@ def _scores(
 
 
 # ---- small helpers ----------------------------------------------------------------------------
+
+
+def _calibration(verification: docverify_pb2.VerifyResponse) -> dict:
+    """Which portrait source and size band set the 1:1 threshold, and the FAR it gave there."""
+    if not verification.HasField("threshold_origin"):
+        return {}
+    o = verification.threshold_origin
+    upper = f"-{o.max_inter_eye_px:g}" if o.max_inter_eye_px else "+"
+    return {
+        "calibration": f"{o.source}, {o.min_inter_eye_px:g}{upper} px between the eyes",
+        "measured_far": o.measured_far,
+    }
 
 
 def _reason(code: int, message: str) -> common_pb2.Reason:

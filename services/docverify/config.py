@@ -36,7 +36,8 @@ class DocverifySettings(ServiceSettings):
         description="Deadline of each detection/embedding call; past it: SERVICE_UNAVAILABLE.",
     )
     calibration_dir: Path = Field(
-        CALIBRATION_DIR, description="Folder of calibrated thresholds (`<model_version>.json`)."
+        CALIBRATION_DIR,
+        description="Folder of calibrated thresholds (`<model_version>.sources.json`: per portrait source and size).",
     )
     default_far: float | None = Field(
         None,

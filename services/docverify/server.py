@@ -24,7 +24,6 @@ import numpy as np
 
 from facegate.errors import ServiceFailure
 from facegate.pipeline import FacePipeline, failed_checks, subject_face
-from facegate.thresholds import load_thresholds
 from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify import metrics
 from services.docverify.config import DocverifySettings
@@ -34,9 +33,10 @@ from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_da
 from services.docverify.portrait import live_full_policy, live_policy, portrait_policy, portrait_region
 from services.docverify.quality import judge, portrait_bounds
 from services.docverify.single_face import relative_sizes, search_floor, single_face_measure
+from services.docverify.thresholds import Calibration, calibrated_source
 from services.runtime import mtls
 from services.runtime.config import RuntimeSettings
-from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 from services.runtime.images import HINT_OF_FORMAT, decode_message, encode_png
 from services.runtime.server import run_service
 
@@ -179,13 +179,13 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
             if report.expired:
                 findings.add(R.REASON_CODE_DOCUMENT_EXPIRED, f"document expired on {report.expiry_date}")
 
-        portrait, source = self._portrait_image(request, which, findings)
+        portrait, source, key = self._portrait_image(request, which, findings)
         response.portrait_source = source
         if portrait is not None:
             assert self.pipeline is not None
             try:
                 part, details = self.pipeline.redo_on_model_change(
-                    lambda: self._compare(request, portrait, source)
+                    lambda: self._compare(request, portrait, source, key)
                 )
             except ServiceFailure as exc:
                 findings.add(R.REASON_CODE_SERVICE_UNAVAILABLE, exc.message)
@@ -213,24 +213,25 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
 
     def _portrait_image(
         self, request: docverify_pb2.VerifyRequest, which: str, findings: Findings
-    ) -> tuple[common_pb2.Image | None, int]:
-        """The document image to detect on; a bad DG2 becomes a reason, not an error."""
+    ) -> tuple[common_pb2.Image | None, int, str]:
+        """The document image to detect on, its source and calibration key; a bad DG2 becomes a
+        reason, not an error."""
         if which == "portrait_image":
-            return request.portrait_image, SOURCE.PORTRAIT_SOURCE_IMAGE
+            return request.portrait_image, SOURCE.PORTRAIT_SOURCE_IMAGE, "image"
         if which == "page_scan":
-            return request.page_scan, SOURCE.PORTRAIT_SOURCE_PAGE_SCAN
+            return request.page_scan, SOURCE.PORTRAIT_SOURCE_PAGE_SCAN, "page_scan"
+        dg2 = SOURCE.PORTRAIT_SOURCE_DG2
         try:
             with _stage("dg2"):
                 face = parse_dg2(request.dg2, max_bytes=self.settings.dg2_max_bytes).primary
         except Dg2Error as exc:
             findings.add(R.REASON_CODE_DG2_INVALID, exc.message)
-            return None, SOURCE.PORTRAIT_SOURCE_DG2
-        return common_pb2.Image(
-            data=face.image, format_hint=HINT_OF_FORMAT[face.image_format]
-        ), SOURCE.PORTRAIT_SOURCE_DG2
+            return None, dg2, calibrated_source(dg2)
+        image = common_pb2.Image(data=face.image, format_hint=HINT_OF_FORMAT[face.image_format])
+        return image, dg2, calibrated_source(dg2, face.image_format)
 
     def _compare(
-        self, request: docverify_pb2.VerifyRequest, portrait: common_pb2.Image, source: int
+        self, request: docverify_pb2.VerifyRequest, portrait: common_pb2.Image, source: int, key: str
     ) -> tuple[Findings, docverify_pb2.VerifyResponse]:
         """Detect both faces (overlapped), judge them, embed both in one call, score and threshold.
 
@@ -239,7 +240,7 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         assert self.pipeline is not None
         findings, details = Findings(), docverify_pb2.VerifyResponse()
         spec = self.pipeline.model_spec()
-        self._threshold(spec.model_version, request, findings)  # an uncalibrated FAR fails before any work
+        calibration = self._calibration(spec.model_version, request, key, findings)  # bad FAR: fails here
         with _stage("detect"):
             live_call = self.pipeline.detect_async(request.live, live_policy(self.settings))
             portrait_call = self.pipeline.detect_async(portrait, portrait_policy(self.settings))
@@ -258,6 +259,8 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         doc_face = self._judge_portrait(doc, source, findings, details) if doc is not None else None
         if live_face is None or doc_face is None:
             return findings, details
+        if calibration is not None:
+            self._threshold(calibration, doc_face, findings, details)
         with _stage("embed"):
             live_t, doc_t = self.pipeline.embed([live_face.aligned, doc_face.aligned])
         details.model_version = spec.model_version
@@ -315,18 +318,32 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
             findings.add(R.REASON_CODE_PORTRAIT_QUALITY_TOO_LOW, "portrait fails " + failed_checks(verdict))
         return face
 
-    def _threshold(self, version: str, request: docverify_pb2.VerifyRequest, findings: Findings) -> None:
-        """The calibrated operating point for ``version``; none calibrated -> a fail-closed reason."""
-        findings.threshold, findings.target_far = None, 0.0
-        try:
-            thresholds = load_thresholds(version, self.settings.calibration_dir)
-        except FailedPrecondition as exc:
-            findings.add(R.REASON_CODE_SERVICE_UNAVAILABLE, exc.message)
-            return
+    def _calibration(
+        self, version: str, request: docverify_pb2.VerifyRequest, key: str, findings: Findings
+    ) -> Calibration | None:
+        """The source's calibration for ``version``; none -> a fail-closed reason. A FAR the source
+        was not calibrated for is InvalidArgument."""
         far = request.target_far if request.HasField("target_far") else self.settings.default_far
-        point = thresholds.at_far(far)  # InvalidArgument when the FAR asked for was not calibrated
-        findings.threshold = point.threshold
-        findings.target_far = point.far
+        found = Calibration.load(version, key, far, self.settings.calibration_dir)
+        if isinstance(found, str):
+            findings.add(R.REASON_CODE_SERVICE_UNAVAILABLE, found)
+            return None
+        return found
+
+    @staticmethod
+    def _threshold(
+        calibration: Calibration,
+        doc_face: detection_pb2.DetectedFace,
+        findings: Findings,
+        details: docverify_pb2.VerifyResponse,
+    ) -> None:
+        """The threshold of the portrait's source and size band; a portrait below every band is refused."""
+        threshold, origin = calibration.judge(doc_face.quality)
+        if threshold is None:
+            findings.add(R.REASON_CODE_PORTRAIT_QUALITY_TOO_LOW, str(origin))
+            return
+        findings.threshold, findings.target_far = threshold, calibration.far
+        details.threshold_origin.CopyFrom(origin)
 
     def _detect_result(
         self, call: grpc.Future, what: str, findings: Findings

@@ -250,7 +250,7 @@ def test_missing_calibration_never_matches(detection_server, embedding_server, u
     servicer.close()
     assert reply.outcome == INCONCLUSIVE
     assert codes(reply) == [R.REASON_CODE_SERVICE_UNAVAILABLE]
-    assert "no calibrated thresholds" in reply.reasons[0].message
+    assert "no calibrated portrait-source thresholds" in reply.reasons[0].message
     assert reply.similarity > 0.5 and reply.threshold == 0 and reply.target_far == 0
 
 

@@ -58,6 +58,9 @@ def test_same_person_is_accepted_with_reasons_scores_and_model(stack) -> None:
         and score.value >= score.threshold > 0
         and score.target_far == 0.001
     )
+    # The threshold of the portrait's source and size band, with the FAR it gave on its calibration set.
+    assert score.calibration.startswith("image, ") and score.calibration.endswith("px between the eyes")
+    assert 0 < score.measured_far <= 0.001
     assert decision.model_version and decision.request_id and {"verify", "screen"} <= set(decision.timings_ms)
     record = full(stack, decision.decision_id)
     assert record.gate_id == "gate-1" and record.role == "kiosk" and record.method == "VerifyTraveller"
