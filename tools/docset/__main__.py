@@ -1,4 +1,4 @@
-"""``python -m tools.docset build|eval``: the document-style evaluation set of issue 17."""
+"""``python -m tools.docset build|eval|thresholds``: the document-style evaluation set of issue 17."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--set", type=Path, default=DEFAULT_OUT, dest="folder")
     e.add_argument("--workers", type=int, default=3)
     e.add_argument("--report", type=Path, default=REPO / "bench" / "results" / "docset.md")
+    t = sub.add_parser(
+        "thresholds", help="report the per-source thresholds (after `facegate calibrate --documents`)"
+    )
+    t.add_argument("--sets", type=Path, nargs="+", default=[DEFAULT_OUT], help="scored set folders")
+    t.add_argument("--report", type=Path, default=REPO / "bench" / "results" / "docset_thresholds.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.command == "build":
@@ -34,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
             f"wrote {done} identities ({len(names) - done} skipped) to {args.out} "
             f"in {time.perf_counter() - started:.0f} s"
         )
+        return 0
+    if args.command == "thresholds":
+        from tools.docset.thresholds_report import run as report
+
+        report(args.sets, args.report)
+        print(f"wrote {args.report}")
         return 0
     from tools.docset.evaluate import run
 
