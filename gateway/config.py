@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from facegate.endpoints import DEFAULT_PORTS, default_target
+from facegate.single_face import DEFAULT_OTHER_FACE_RATIO
 from facegate.thresholds import CALIBRATION_DIR
 from services.runtime.config import MetricsPort, Port, ServiceSettings
 
@@ -77,6 +78,14 @@ class GatewaySettings(ServiceSettings):
         le=4096,
         description="VerifyTravellerStream: kiosk profile of the frame scoring (a face this large, searched "
         "on a scaled copy; the whole frame only when none is). Keep it at FACEGATE_DOCVERIFY_LIVE_KIOSK_MIN_FACE_SIZE.",
+    )
+    stream_other_face_ratio: float = Field(
+        DEFAULT_OTHER_FACE_RATIO,
+        gt=0,
+        le=1,
+        description="VerifyTravellerStream: another face this fraction of the traveller's size or more is a "
+        "second person (MULTIPLE_FACES); smaller ones are background. Keep it at "
+        "FACEGATE_DOCVERIFY_LIVE_OTHER_FACE_RATIO.",
     )
 
     key_file: Path = Field(

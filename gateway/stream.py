@@ -252,7 +252,13 @@ class CaptureSession:
                 self.stop = STOP.CAPTURE_STOP_STREAM_END if self.box.ended else STOP.CAPTURE_STOP_TIME_BUDGET
                 return
             try:
-                scored = frame_quality.score(self.down, self.calls, frame, self.settings.stream_min_face_size)
+                scored = frame_quality.score(
+                    self.down,
+                    self.calls,
+                    frame,
+                    self.settings.stream_min_face_size,
+                    self.settings.stream_other_face_ratio,
+                )
             except ServiceFailure:
                 self.failed_frame, self.stop = frame, STOP.CAPTURE_STOP_SCORING_FAILED
                 return

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from facegate.endpoints import DEFAULT_PORTS, default_target
+from facegate.single_face import DEFAULT_OTHER_FACE_RATIO
 from facegate.thresholds import CALIBRATION_DIR
 from services.runtime.config import MetricsPort, Port, ServiceSettings
 
@@ -72,7 +73,7 @@ class DocverifySettings(ServiceSettings):
         ),
     )
     live_other_face_ratio: float = Field(
-        0.4,
+        DEFAULT_OTHER_FACE_RATIO,
         gt=0,
         le=1,
         description=(

@@ -49,7 +49,7 @@ def live_full_policy(settings: object) -> FacePolicy:
     Run when the kiosk profile found no face, so a traveller standing too far away is still told
     to step closer (and a frame with no face at all is still NO_FACE). Both live policies ask for
     every face, not only the subject: whether another face is a second person at the gate or a
-    face in the background depends on its size (``services.docverify.single_face``).
+    face in the background depends on its size (``facegate.single_face``).
     """
     return FacePolicy(min_face_size=settings.live_min_face_size, all_faces=True)  # type: ignore[attr-defined]
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from facegate.errors import ServiceFailure
 from facegate.pipeline import FacePipeline, failed_checks, subject_face
+from facegate.single_face import relative_sizes, search_floor, single_face_measure
 from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify import metrics
 from services.docverify.config import DocverifySettings
@@ -32,7 +33,6 @@ from services.docverify.dg2 import Dg2Error, parse_dg2
 from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_date
 from services.docverify.portrait import live_full_policy, live_policy, portrait_policy, portrait_region
 from services.docverify.quality import judge, portrait_bounds
-from services.docverify.single_face import relative_sizes, search_floor, single_face_measure
 from services.docverify.thresholds import Calibration, calibrated_source
 from services.runtime import mtls
 from services.runtime.config import RuntimeSettings
@@ -277,7 +277,7 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
     ) -> detection_pb2.DetectedFace | None:
         """The traveller's face under detection's gate-camera verdict plus the single-face measure:
         another face of comparable size is a second person (MULTIPLE_FACES); smaller ones are
-        background faces, named in the measure and not refused (services/docverify/single_face.py)."""
+        background faces, named in the measure and not refused (facegate/single_face.py)."""
         face = subject_face(live)
         if face is None:
             findings.add(R.REASON_CODE_NO_FACE, "no face found in the live image")

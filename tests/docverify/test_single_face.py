@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from facegate.single_face import relative_sizes, single_face_measure
 from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, docverify_pb2_grpc
-from services.docverify.single_face import relative_sizes, single_face_measure
 from tests.docverify.conftest import docverify_servicer
 from tests.docverify.dg2_builder import dg2_for_image
 from tests.docverify.frames import decode, encode, live_frame, page

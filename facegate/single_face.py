@@ -13,6 +13,8 @@ out in docs/docverify.md ("One traveller at a time").
 
 Every live capture gets the measure (QUALITY_CHECK_SINGLE_FACE), passed or not, with the
 background faces named in its detail: a face that did not count is reported, never dropped.
+Docverify judges its live capture with it and the gateway each frame of a camera stream, so a
+frame the stream accepts is not turned back by the verification (the client layer holds it for both).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import math
 from facegate.v1 import common_pb2, detection_pb2
 
 QC = common_pb2.QualityCheck
+
+#: Another face at least this fraction of the traveller's size is a second person (docs/docverify.md).
+DEFAULT_OTHER_FACE_RATIO = 0.4
 
 
 def relative_sizes(response: detection_pb2.DetectResponse) -> list[float]:
