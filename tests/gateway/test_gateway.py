@@ -73,6 +73,19 @@ def test_different_person_is_referred_and_the_kiosk_sees_no_reasons(stack) -> No
     assert "NO_MATCH" in codes(full(stack, decision.decision_id))
 
 
+def test_the_audit_append_of_a_decision_is_timed_as_a_stage(stack) -> None:
+    """The decision's one disk wait (record write + fsync) shows in the stage metric: the kiosk
+    bench reads it to say how much of a decision the audit trail costs."""
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("facegate_gateway_stage_seconds_count", {"stage": "audit"}) or 0.0
+
+    before = count()
+    assert verify(stack, gate_id="gate-audit-timing").outcome == "ACCEPT"
+    assert count() == before + 1
+
+
 @pytest.mark.parametrize(
     "live,instruction,reason",
     [
