@@ -1,0 +1,73 @@
+"""The kiosk bench's arithmetic: the overhead split keeps issue 12's definition, and the bars table
+says "yes" only when the run's own numbers meet them (no services started here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.bench_kiosk import overhead_split, render
+
+#: One decision as the 17:14 quiet run measured it (bench/results/kiosk.md), plus an audit stage.
+BREAKDOWN = {
+    "gateway VerifyTraveller (server side)": 149.4,
+    "gateway stage verify": 142.3,
+    "gateway stage screen": 5.6,
+    "gateway stage audit (record write + fsync)": 1.2,
+    "docverify Verify (server side)": 140.8,
+    "docverify stage detect (both images, overlapped)": 55.0,
+    "docverify stage embed": 84.8,
+    "detection Detect (server side, 2 calls)": 91.6,
+    "detection MTCNN compute (2 calls)": 77.8,
+    "embedding Embed (server side)": 82.5,
+    "embedding FaceNet compute": 81.7,
+    "embedding batcher queue wait": 0.4,
+    "watchlist Search (server side)": 3.8,
+}
+
+
+def test_overhead_split_keeps_the_reports_definition() -> None:
+    o = overhead_split(BREAKDOWN, 151.3)
+    # model compute = detect wall less the per-call service work, + FaceNet + the search
+    assert o["model"] == pytest.approx((55.0 - (91.6 - 77.8) / 2) + 81.7 + 3.8)
+    assert o["overhead"] == pytest.approx(17.7, abs=0.05)  # the 12% of the committed report
+    assert o["share"] == pytest.approx(17.7 / 151.3, abs=1e-3)
+    parts = ("detect_overhead", "embed_overhead", "screen_overhead", "rest")
+    assert sum(o[k] for k in parts) == pytest.approx(o["overhead"])
+    hops = ("client_hop", "gateway_audit", "gateway_own", "docverify_hop", "docverify_own")
+    assert sum(o[k] for k in hops) == pytest.approx(o["rest"])
+    assert o["gateway_audit"] == 1.2 and o["client_hop"] == pytest.approx(1.9)
+
+
+def _result(rates: list[float], p50: float, peer: float) -> dict:
+    level = {"requests": 6, "p50": p50, "p99": p50 * 1.5, "outcomes": {"ACCEPT": 6}, "errors": {}}
+    single = {**level, "requests": 10, "p90": p50, "max": p50 * 2, "mean": 151.3, "stages_p50": {}}
+    return {
+        "machine": "test",
+        "uptime_before": "up 1 min, load average: 0.50, 0.40, 0.30",
+        "uptime_after": "-",
+        "versions": {"python": "3"},
+        "people": 1,
+        "templates": 100,
+        "settings": "defaults",
+        "single": single,
+        "breakdown": BREAKDOWN,
+        "levels": [{**level, "clients": 2**i, "throughput": r} for i, r in enumerate(rates)],
+        "peer": [{"processes": 1, "requests": 1, "throughput": peer, "p50": 500, "p99": 600, "found": 1}],
+        "seconds": 1,
+    }
+
+
+def _bar(report: str, name: str) -> str:
+    return next(line for line in report.splitlines() if line.startswith(f"| {name}"))
+
+
+def test_bars_follow_the_runs_numbers() -> None:
+    good = render(_result([6.0, 7.0, 9.7], p50=150, peer=3.2))
+    assert _bar(good, "one kiosk p50").endswith("| yes |")
+    assert _bar(good, "throughput never falls").endswith("| yes |")
+    assert "3.03x" in _bar(good, ">= 3x") and _bar(good, ">= 3x").endswith("| yes |")
+    assert _bar(good, "service overhead").endswith("| no |")  # 11.7% of 151.3 ms
+    bad = render(_result([6.0, 5.0, 9.0], p50=250, peer=3.38))
+    assert _bar(bad, "one kiosk p50").endswith("| no |")
+    assert _bar(bad, "throughput never falls").endswith("| no |")
+    assert "2.66x" in _bar(bad, ">= 3x") and _bar(bad, ">= 3x").endswith("| no |")
