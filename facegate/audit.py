@@ -56,7 +56,7 @@ _TOP_FIELDS: dict[str, str] = {
     "watchlists": "str_list",  # watchlists consulted
     "outcome": "str",  # ACCEPT | RETRY | REFER, or an admin action's result
     "reasons": "reasons",  # [{"code": "NO_MATCH", "message": "..."}]
-    "scores": "scores",  # [{"name", "value", "threshold", "target_far"}]
+    "scores": "scores",  # [{"name", "value", "threshold", "target_far"[, "calibration", "measured_far"]}]
     "model_version": "str",
     "subject_id": "str",  # the subject an admin action touched (an id, never a name)
     "candidates": "candidates",  # watchlist hits for officers: [{"watchlist", "subject_id", "score"}]
@@ -65,7 +65,15 @@ _TOP_FIELDS: dict[str, str] = {
 }
 _ITEM_FIELDS: dict[str, dict[str, str]] = {
     "reasons": {"code": "str", "message": "text"},
-    "scores": {"name": "str", "value": "num", "threshold": "num", "target_far": "num"},
+    # calibration / measured_far: which portrait source and size band set a 1:1 threshold, and its FAR there.
+    "scores": {
+        "name": "str",
+        "value": "num",
+        "threshold": "num",
+        "target_far": "num",
+        "calibration": "str",
+        "measured_far": "num",
+    },
     "candidates": {"watchlist": "str", "subject_id": "str", "score": "num"},
 }
 

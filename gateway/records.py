@@ -77,10 +77,7 @@ def decision_body(
         "operation": operation,
         "outcome": outcome_name(decision.outcome),
         "reasons": [{"code": reason_name(r.code), "message": r.message} for r in decision.reasons],
-        "scores": [
-            {"name": s.name, "value": s.value, "threshold": s.threshold, "target_far": s.target_far}
-            for s in decision.scores
-        ],
+        "scores": [_score(s) for s in decision.scores],
         "model_version": decision.model_version,
         "watchlists": list(watchlists),
         "candidates": [
@@ -91,6 +88,19 @@ def decision_body(
     if gate_id:
         body["gate_id"] = gate_id
     return body
+
+
+def _score(score: common_pb2.Score) -> dict[str, Any]:
+    """A score as the audit keeps it; a 1:1 score also names the calibration that set its threshold."""
+    out = {
+        "name": score.name,
+        "value": score.value,
+        "threshold": score.threshold,
+        "target_far": score.target_far,
+    }
+    if score.calibration:
+        out.update(calibration=score.calibration, measured_far=score.measured_far)
+    return out
 
 
 def action_body(

@@ -62,7 +62,11 @@ const officer = {
     const reasons = fg.clear(document.getElementById("referral-reasons"));
     for (const r of decision.reasons || []) reasons.append(fg.el("li", {}, fg.el("strong", {}, r.code.replace("REASON_CODE_", "")), " ", r.message));
     const scores = fg.clear(document.getElementById("referral-scores"));
-    for (const s of decision.scores || []) scores.append(fg.el("tr", {}, fg.el("td", {}, s.name), fg.el("td", {}, fg.num(s.value)), fg.el("td", {}, fg.num(s.threshold)), fg.el("td", {}, s.target_far || "–")));
+    for (const s of decision.scores || []) {
+      // Which portrait source and size band set a 1:1 threshold, and the FAR it gave there.
+      const origin = s.calibration ? `${s.calibration}${s.measured_far ? ` (FAR there ${s.measured_far.toExponential(1)})` : ""}` : "–";
+      scores.append(fg.el("tr", {}, fg.el("td", {}, s.name), fg.el("td", {}, fg.num(s.value)), fg.el("td", {}, fg.num(s.threshold)), fg.el("td", {}, s.target_far || "–"), fg.el("td", {}, origin)));
+    }
     const hit = referral.hit_status !== "HIT_STATUS_UNSPECIFIED";
     document.getElementById("hit-box").classList.toggle("hidden", !hit);
     if (hit) {

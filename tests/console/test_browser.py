@@ -136,6 +136,8 @@ def test_officer_compares_sees_a_referral_arrive_live_and_closes_it(console, pag
     until(page, "#live-image", "img => img.naturalWidth > 0")  # the held images arrived and decode
     until(page, "#portrait-image", "img => img.naturalWidth > 0")
     assert page.get_attribute("#live-image", "src").startswith("blob:")  # no image data in any URL
+    similarity = page.wait_for_selector("#referral-scores tr:has-text('document_similarity')").inner_text()
+    assert "image, " in similarity and "px between the eyes" in similarity and "FAR there" in similarity
     shot(page, "officer-referral")
     page.click("#outcome-actions button[data-outcome='escalated']")
     page.wait_for_selector("#referral-outcome:has-text('ESCALATED')")

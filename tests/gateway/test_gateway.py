@@ -64,6 +64,9 @@ def test_same_person_is_accepted_with_reasons_scores_and_model(stack) -> None:
     assert decision.model_version and decision.request_id and {"verify", "screen"} <= set(decision.timings_ms)
     record = full(stack, decision.decision_id)
     assert record.gate_id == "gate-1" and record.role == "kiosk" and record.method == "VerifyTraveller"
+    kept = next(s for s in record.decision.scores if s.name == "document_similarity")
+    # The audit keeps which calibration set the threshold (the kiosk saw the 1:1 score only).
+    assert kept.calibration == score.calibration and kept.measured_far == pytest.approx(score.measured_far)
 
 
 def test_different_person_is_referred_and_the_kiosk_sees_no_reasons(stack) -> None:
