@@ -18,9 +18,9 @@ upload keeps Pillow's precise "truncated" error), and anything OpenCV refuses.
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 
-import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
@@ -44,7 +44,6 @@ FORMATS = tuple(HINT_OF_FORMAT)
 JPEG_EOI = b"\xff\xd9"
 #: Pillow modes of a JPEG that OpenCV decodes to the same RGB pixels (YCbCr or RGB, and grey).
 _FAST_JPEG_MODES = ("RGB", "L")
-_CV2_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -146,12 +145,19 @@ def _upright(img: Image.Image) -> Image.Image:
 
 
 def _decode_jpeg_fast(data: bytes, header: Image.Image) -> np.ndarray | None:
-    """RGB pixels of a plain JPEG in one pass (OpenCV), or None for Pillow to decode instead."""
-    if header.mode not in _FAST_JPEG_MODES or not data.endswith(JPEG_EOI):
+    """RGB pixels of a plain JPEG in one pass (OpenCV), or None for Pillow to decode instead.
+
+    Only where the process already uses OpenCV (detection: alignment, pose): the slim servers
+    (gateway, docverify, watchlist) neither ship nor import it (tests/test_packaging.py), and decode
+    the same pixels with Pillow.
+    """
+    cv2 = sys.modules.get("cv2")
+    if cv2 is None or header.mode not in _FAST_JPEG_MODES or not data.endswith(JPEG_EOI):
         return None
     if _orientation(header) not in (0, 1):
         return None
-    rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _CV2_FLAGS)
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if rgb is None or rgb.shape != (header.height, header.width, 3):
         return None
     return rgb

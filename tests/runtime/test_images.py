@@ -202,6 +202,8 @@ def test_jpeg_fast_path_gives_pillows_pixels_exactly(variant: dict) -> None:
     """The OpenCV decode the fast path uses must not move a pixel: crops and templates depend on it."""
     from services.runtime.images import _decode_jpeg_fast
 
+    pytest.importorskip("cv2")  # the fast path runs where the process uses OpenCV (detection)
+
     kw = dict(variant)
     img = _photo().resize((640, 360)).convert("L" if kw.pop("grey", False) else "RGB")
     data = encode(img, "JPEG", **kw)
@@ -225,6 +227,18 @@ def test_jpeg_cases_the_fast_path_leaves_to_pillow() -> None:
         assert np.array_equal(decode_image(data, **LIMITS), _pillow_rgb(data))
     assert decode_image(rotated, **LIMITS).shape == (150, 150, 3)
     assert_pixels_close(decode_image(cmyk, **LIMITS), np.asarray(_photo()), "JPEG")
+
+
+def test_without_opencv_loaded_pillow_decodes(monkeypatch) -> None:
+    """The slim servers never import OpenCV: there, every JPEG takes Pillow's path."""
+    import sys
+
+    from services.runtime.images import _decode_jpeg_fast
+
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)
+    data = encode(_photo(), "JPEG")
+    assert _decode_jpeg_fast(data, Image.open(io.BytesIO(data))) is None
+    assert np.array_equal(decode_image(data, **LIMITS), _pillow_rgb(data))
 
 
 def test_truncated_jpeg_given_a_fake_eoi_decodes_as_pillow_decodes_it() -> None:
