@@ -51,6 +51,7 @@ class Pair:
     genuine: bool
     frames: tuple[bytes, ...]  # gate frames of the traveller; frames[0] is the single-frame capture
     dg2: bytes
+    portrait_photo: str = ""  # the dev photo the DG2 was made from (relative to the faces folder)
 
     @property
     def live(self) -> bytes:
@@ -86,8 +87,39 @@ def load_pairs(genuine: int, impostor: int, frames: int = 1) -> list[Pair]:
         live = tuple(
             live_frame(np.asarray(Image.open(p).convert("RGB"))) for p in live_photos(left, right, frames)
         )
-        out.append(Pair(is_genuine, live, dg2))
+        out.append(Pair(is_genuine, live, dg2, right))
     return out
+
+
+#: Width of the ICAO-style stand-in portrait (ISO/IEC 19794-5 token size is >= 240; chips hold ~300-420).
+ICAO_WIDTH = 300
+
+
+def icao_portraits(pairs: list[Pair], detection: str) -> tuple[list[Pair], int]:
+    """The pairs with each DG2 holding an ICAO-style portrait of the photo's most central face (the
+    press photo's subject: ``tools.docset.portrait``, as the document-style set renders them) instead
+    of the whole press photo; (pairs, how many photos had no face to render and kept the photo)."""
+    from facegate.v1 import detection_pb2
+    from tests.docverify.dg2_builder import dg2_for_image
+    from tools.docset.build import Detector, geometry
+    from tools.docset.portrait import render
+
+    det = Detector(detection)
+    out, kept = [], 0
+    for pair in pairs:
+        photo = (DATA / pair.portrait_photo).read_bytes()
+        face = det.face(photo, detection_pb2.SUBJECT_SELECTION_MOST_CENTRAL)
+        if face is None:
+            out.append(pair)
+            kept += 1
+            continue
+        portrait = render(Image.open(io.BytesIO(photo)), geometry(face), ICAO_WIDTH, (232, 232, 228))
+        buf = io.BytesIO()
+        portrait.save(buf, format="JPEG", quality=90)
+        dg2 = dg2_for_image(buf.getvalue(), "JPEG", portrait.width, portrait.height)
+        out.append(Pair(pair.genuine, pair.frames, dg2, pair.portrait_photo))
+    det.channel.close()
+    return out, kept
 
 
 def _names(enum: Any, values: Any, prefix: str) -> list[str]:
@@ -160,9 +192,12 @@ def docverify_row(stub: Any, live: bytes, pair: Pair, mrz: str) -> dict[str, Any
     }
 
 
-def run(pairs: list[Pair], extra_env: dict[str, str], stream: bool = False) -> list[dict[str, Any]]:
+def run(
+    pairs: list[Pair], extra_env: dict[str, str], stream: bool = False, icao: bool = False
+) -> list[dict[str, Any]]:
     """Every pair through a fresh stack (the working tree's code and settings); ``stream``: each
-    traveller's frames through VerifyTravellerStream instead of the first one through VerifyTraveller."""
+    traveller's frames through VerifyTravellerStream instead of the first one through VerifyTraveller;
+    ``icao``: DG2s hold ICAO-style portraits of the press photos' subjects (:func:`icao_portraits`)."""
     import facegate
     from facegate.client import open_channel
     from facegate.v1 import docverify_pb2_grpc
@@ -170,6 +205,9 @@ def run(pairs: list[Pair], extra_env: dict[str, str], stream: bool = False) -> l
     mrz = mrz_text()
     var = Path(tempfile.mkdtemp(prefix="facegate-kiosk-frr-"))
     with stack(var, extra_env) as s:
+        if icao:
+            pairs, kept = icao_portraits(pairs, s["targets"]["detection"])
+            print(f"ICAO-style portraits: {len(pairs) - kept} rendered, {kept} photos without a face kept")
         channel = open_channel(s["targets"]["docverify"], budget_s=60)
         stub = docverify_pb2_grpc.DocVerifyServiceStub(channel)
         with facegate.Gateway(s["targets"]["gateway"], key=s["keys"]["FACEGATE_KIOSK_KEY"], timeout=60) as gw:
@@ -232,10 +270,9 @@ def _rate(count: int, n: int) -> str:
 
 
 def capture(res: dict[str, Any]) -> str:
-    """How the label's run captured each traveller."""
-    if res.get("stream"):
-        return f"stream, up to {res['frames']} frames"
-    return "1 frame (VerifyTraveller)"
+    """How the label's run captured each traveller, and what its DG2s held."""
+    how = f"stream, up to {res['frames']} frames" if res.get("stream") else "1 frame (VerifyTraveller)"
+    return how + (", DG2: ICAO-style portrait" if res.get("portrait") == "icao" else "")
 
 
 def _genuine_rows(sums: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
@@ -309,7 +346,10 @@ NOTES = [
     "one person); here it holds an LFW press photo, some turned or showing a second, larger face. "
     "Portrait refusals are reported as measured, and the row that leaves them out says what the "
     "live side alone costs; the NO_MATCH pairs (Aldo_Paredes, Alejandro_Avila; similarity 0.05) are "
-    "'portraits' whose largest face is another person (looked at), also the stand-in's",
+    "'portraits' whose largest face is another person (looked at), also the stand-in's. With "
+    "`--portrait icao` the DG2 instead holds an ICAO-style portrait (token geometry, 300 px wide, eyes "
+    "level, plain background: `tools.docset.portrait`, as the document-style set renders them) of the "
+    "press photo's most central face, its subject; pose and expression stay the press photo's",
     "- machine: 2 shared CPU cores, no GPU, other work running alongside (load averages below); the "
     "numbers are decisions, not timings. What the rejects are: docs/detection.md, 'Kiosk false rejects'",
 ]
@@ -366,6 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="send each traveller as a VerifyTravellerStream of up to N frames (0: one VerifyTraveller)",
     )
+    parser.add_argument(
+        "--portrait",
+        choices=("photo", "icao"),
+        default="photo",
+        help="what the DG2 holds: the right photo as it is (a press photo), or an ICAO-style portrait "
+        "of its most central face (what an issuing state puts on a chip)",
+    )
     parser.add_argument("--report", nargs="*", metavar="LABEL", help="render the report from these runs")
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
@@ -375,8 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.stream:  # still photos, sent as they are scored: the camera's time budget is not measured
             env.setdefault("FACEGATE_GATEWAY_STREAM_TIME_BUDGET_S", "60")
         pairs = load_pairs(args.genuine, args.impostor, max(args.stream, 1))
-        rows = run(pairs, env, stream=bool(args.stream))
+        rows = run(pairs, env, stream=bool(args.stream), icao=args.portrait == "icao")
         res = {
+            "portrait": args.portrait,
             "stream": bool(args.stream),
             "frames": max(args.stream, 1),
             "git": git_state(),
