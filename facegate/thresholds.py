@@ -53,23 +53,29 @@ def path_for(model_version: str, directory: Path = CALIBRATION_DIR) -> Path:
     return directory / f"{model_version}.json"
 
 
-def load_thresholds(model_version: str, directory: Path = CALIBRATION_DIR) -> Thresholds:
-    path = path_for(model_version, directory)
+def _read(path: Path, what: str, model_version: str, command: str) -> dict:
+    """A calibration file's content; missing -> FailedPrecondition (the caller fails closed)."""
     if not path.exists():
         raise FailedPrecondition(
-            f"no calibrated thresholds for model version {model_version[:12]}…; run `facegate calibrate`"
+            f"no calibrated {what} for model version {model_version[:12]}…; run `{command}`"
         )
-    raw = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def _write(path: Path, calibration: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(calibration), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_thresholds(model_version: str, directory: Path = CALIBRATION_DIR) -> Thresholds:
+    raw = _read(path_for(model_version, directory), "thresholds", model_version, "facegate calibrate")
     points = tuple(OperatingPoint(**p) for p in raw.pop("points"))
     return Thresholds(points=points, **raw)
 
 
 def write_thresholds(thresholds: Thresholds, directory: Path = CALIBRATION_DIR) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = path_for(thresholds.model_version, directory)
-    data = asdict(thresholds)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return path
+    return _write(path_for(thresholds.model_version, directory), thresholds)
 
 
 # ---- per portrait source and size (document portraits) -------------------------------------------
@@ -152,12 +158,7 @@ def sources_path_for(model_version: str, directory: Path = CALIBRATION_DIR) -> P
 
 def load_source_thresholds(model_version: str, directory: Path = CALIBRATION_DIR) -> SourceThresholds:
     path = sources_path_for(model_version, directory)
-    if not path.exists():
-        raise FailedPrecondition(
-            f"no calibrated portrait-source thresholds for model version {model_version[:12]}…; "
-            "run `facegate calibrate --documents`"
-        )
-    raw = json.loads(path.read_text())
+    raw = _read(path, "portrait-source thresholds", model_version, "facegate calibrate --documents")
     sources = {
         name: tuple(
             SizeBand(**{**band, "points": tuple(OperatingPoint(**p) for p in band["points"])})
@@ -169,7 +170,4 @@ def load_source_thresholds(model_version: str, directory: Path = CALIBRATION_DIR
 
 
 def write_source_thresholds(thresholds: SourceThresholds, directory: Path = CALIBRATION_DIR) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = sources_path_for(thresholds.model_version, directory)
-    path.write_text(json.dumps(asdict(thresholds), indent=2, sort_keys=True) + "\n")
-    return path
+    return _write(sources_path_for(thresholds.model_version, directory), thresholds)
