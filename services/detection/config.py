@@ -49,10 +49,14 @@ class DetectionSettings(ServiceSettings):
     )
     max_batch: int = Field(16, ge=1, le=256, description="Most images in one DetectBatch call.")
     tf_intra_op_threads: int = Field(
-        0, ge=0, le=256, description="TensorFlow threads inside one op (0 = TensorFlow's default: all cores)."
+        1,
+        ge=0,
+        le=256,
+        description="TensorFlow threads inside one op: 1 gives each of the max_parallel MTCNN runs one core "
+        "(0 = TensorFlow's default: all cores, per run).",
     )
     tf_inter_op_threads: int = Field(
-        0, ge=0, le=256, description="TensorFlow ops run side by side (0 = TensorFlow's default: all cores)."
+        1, ge=0, le=256, description="TensorFlow ops run side by side (0 = TensorFlow's default: all cores)."
     )
     max_parallel: int = Field(
         2,

@@ -50,3 +50,31 @@ def test_default_runs_at_most_two_at_once():
 
 def test_zero_leaves_only_the_grpc_pool_as_the_limit():
     assert _most_at_once(0) > 2
+
+
+def test_warm_up_gives_each_mtcnn_run_one_tensorflow_thread_by_default() -> None:
+    """Two MTCNN runs at once (a kiosk's live frame and portrait) on TensorFlow's default pools
+    start a machine-sized pool each; the service's defaults give each run one core. Checked in a
+    fresh process, where TensorFlow has not started yet (this one shares it with other tests)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow as tf\n"
+        "from services.detection.config import DetectionSettings\n"
+        "from services.detection.server import DetectionService\n"
+        "from services.runtime.config import RuntimeSettings\n"
+        "DetectionService(DetectionSettings(), RuntimeSettings()).warmup()\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["1", "1"]
