@@ -642,6 +642,7 @@ CHANGES = """## What each change gave (one-off measurements, 2026-11-28, same ma
 | plain JPEGs decoded by OpenCV straight into the array in detection (Pillow elsewhere, and for EXIF rotations, CMYK, streams not ending in EOI) | Pillow's route cost three passes over the pixels beside the decode. Detection service alone, before and after up at once, docverify's two concurrent Detect calls, 10 alternating rounds of 20 pairs (loadavg 13-15): per-call overhead 7.19 -> 5.19 ms, pair wall 66.8 -> 55.8 ms; whole stacks side by side, 8 alternating rounds of 20 decisions (loadavg 6-7): detect overhead per call 9.1 -> 7.0 ms, the other parts within their noise (+-2 ms). Pixels identical on 1,583 JPEGs (tested), so crops and templates are unchanged | yes |
 | detection's TensorFlow pools 1 / 1 by default (was TensorFlow's: all cores, in each of the 2 concurrent MTCNN runs) | both up at once, alternating rounds (loadavg 4-12): docverify's concurrent Detect pair 72.3 -> 54.9 ms (detection alone, 14 rounds); detect stage of whole decisions 69.2 -> 54.9 and 63.9 -> 58.7 ms (two runs); 16 kiosks 5.50 -> 5.96/s (median of 10 paired rounds, 7 higher). This supersedes the 1/1-vs-defaults row above, which measured throughput only, at loadavg 13-17. Crops move by a pixel value in 62 of 158 images (float sum order); rows cosine > 0.9999999; eval unchanged: 99.33%, EER 0.67%, AUC 0.996611, pair scores within 6.3e-5 | yes |
 | OpenCV on 1 thread in detection (`OPENCV_FOR_THREADS_NUM=1`) | per-call overhead 5.66 (2 threads) vs 7.17 ms (1): no gain at loadavg 25 | no |
+| embedding's XNNPACK on 1 thread (`FACEGATE_EMBEDDING_TF_INTRA_OP_THREADS=1`; default: every core) | one whole run, quiet machine, no peer: FaceNet 89 -> 122 ms per decision, one kiosk p50 143 -> 175 ms, 16 kiosks 9.56 -> 7.13/s: the second thread pays even when the cores are saturated | no |
 | the JPEG decode and the 1 / 1 pools together, with the audit stage metric (base 0ef8a0a vs base + those commits; OpenCV threads as they were) | whole stacks up at once, 10 alternating rounds of 20 one-kiosk decisions, then 16 kiosks x 4 each (100,000 templates, loadavg 6.7 falling to 2.6): mean decision 152.7 -> 142.0 ms, p50 150.5 -> 141.2 ms, service overhead 18.7 ms (11.9%) -> 15.1 ms (10.6%), of it detect per call 7.45 -> 4.43 ms; detect stage 53.4 -> 37.7 ms; 16 kiosks 9.29 -> 10.18 decisions/s (medians; 8 of 10 rounds higher). After: the rest of the overhead is embed 3.3, screen 1.7, client hop 1.7, audit append 1.2, gateway 0.6, gateway -> docverify hop 1.5, docverify 1.0 ms | - |
 
 Earlier runs of this bench on 2026-11-28 (same code unless said): 15:42, quiet but before the TFLite
@@ -653,6 +654,9 @@ at loadavg 1.3 rising to 4.9: p50 212 ms, p99 368 ms; 5.32 / 5.71 / 5.33 / 6.34 
 neighbours' load moves single-kiosk latency by ~60 ms and the throughput at a level by ~30%; the peer
 (one single-threaded dlib process per core) is hurt less by it than facegate's five services, which
 is why the ratio was highest in the loaded runs (5.6x, 3.9x) and lowest, 2.85x, in the quietest.
+19:40, a new session's machine, quiet, this code: p50 141 ms, p99 158 ms; 6.75 / 7.13 / 8.37 / 8.59 /
+8.55 per s; peer 3.69/s, ratio 2.33x; overhead 11% (15.3 of 142.0 ms). The peer ran faster on this
+machine (3.69-3.86/s against 2.99-3.38/s on the earlier one), and the ratio with it.
 
 The same bench on the old main (6e9d036, eager MTCNN, live frame searched at 1024x576), run right
 after a loaded run (loadavg 8-13): one kiosk p50 674 ms, p99 797 ms (detect stage 489 ms, embed
