@@ -12,13 +12,17 @@ decisions fail closed. Like the proto contracts, the file format belongs to the 
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from facegate.errors import FailedPrecondition, InvalidArgument
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,24 @@ def path_for(model_version: str, directory: Path = CALIBRATION_DIR) -> Path:
     return directory / f"{model_version}.json"
 
 
-def _read(path: Path, what: str, model_version: str, command: str) -> dict:
-    """A calibration file's content; missing -> FailedPrecondition (the caller fails closed)."""
-    if not path.exists():
+def _load(path: Path, what: str, model_version: str, command: str, build: Callable[[dict], T]) -> T:
+    """A calibration file, parsed; missing -> FailedPrecondition (the caller fails closed).
+
+    Services ask on every decision, so the parsed file is kept until the file changes (its size or
+    modification time): a recalibration is picked up at the next decision, without a restart.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         raise FailedPrecondition(
             f"no calibrated {what} for model version {model_version[:12]}…; run `{command}`"
-        )
-    return json.loads(path.read_text())
+        ) from None
+    return _parsed(path, stat.st_mtime_ns, stat.st_size, build)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path: Path, mtime_ns: int, size: int, build: Callable[[dict], T]) -> T:
+    return build(json.loads(path.read_text()))
 
 
 def _write(path: Path, calibration: object) -> Path:
@@ -69,7 +84,11 @@ def _write(path: Path, calibration: object) -> Path:
 
 
 def load_thresholds(model_version: str, directory: Path = CALIBRATION_DIR) -> Thresholds:
-    raw = _read(path_for(model_version, directory), "thresholds", model_version, "facegate calibrate")
+    path = path_for(model_version, directory)
+    return _load(path, "thresholds", model_version, "facegate calibrate", _thresholds)
+
+
+def _thresholds(raw: dict) -> Thresholds:
     points = tuple(OperatingPoint(**p) for p in raw.pop("points"))
     return Thresholds(points=points, **raw)
 
@@ -158,7 +177,11 @@ def sources_path_for(model_version: str, directory: Path = CALIBRATION_DIR) -> P
 
 def load_source_thresholds(model_version: str, directory: Path = CALIBRATION_DIR) -> SourceThresholds:
     path = sources_path_for(model_version, directory)
-    raw = _read(path, "portrait-source thresholds", model_version, "facegate calibrate --documents")
+    command = "facegate calibrate --documents"
+    return _load(path, "portrait-source thresholds", model_version, command, _source_thresholds)
+
+
+def _source_thresholds(raw: dict) -> SourceThresholds:
     sources = {
         name: tuple(
             SizeBand(**{**band, "points": tuple(OperatingPoint(**p) for p in band["points"])})

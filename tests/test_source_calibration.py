@@ -134,3 +134,17 @@ def test_source_thresholds_round_trip_and_pick_the_band(tmp_path) -> None:
         loaded.check_far("dg2_jpeg", None)
     with pytest.raises(FailedPrecondition, match="calibrate --documents"):
         load_source_thresholds("v2", tmp_path)
+
+
+def test_a_recalibrated_file_is_read_again_and_a_removed_one_fails_closed(tmp_path) -> None:
+    """Services load the thresholds on every decision; the parsed file is kept only while it is unchanged."""
+    write_source_thresholds(_thresholds(), tmp_path)
+    assert load_source_thresholds("v1", tmp_path).calibrated_on == "test"
+    recalibrated = SourceThresholds(
+        model_version="v1", sources=_thresholds().sources, calibrated_on="recalibrated on more sets"
+    )
+    write_source_thresholds(recalibrated, tmp_path)
+    assert load_source_thresholds("v1", tmp_path).calibrated_on == "recalibrated on more sets"
+    (tmp_path / "v1.sources.json").unlink()
+    with pytest.raises(FailedPrecondition):
+        load_source_thresholds("v1", tmp_path)
