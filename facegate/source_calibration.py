@@ -116,9 +116,13 @@ def _band_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) scores of the documents whose portrait size lies in [low, high)."""
     scores, columns = impostors
-    size = data.inter_eye_px
-    inside = (size >= low) & (np.inf > size if high is None else size < high)
+    inside = _in_band(data.inter_eye_px, low, high)
     return data.genuine_scores()[inside], scores[inside[columns]]
+
+
+def _in_band(size: np.ndarray, low: float, high: float | None) -> np.ndarray:
+    """Which sizes lie in [low, high) (no upper edge when ``high`` is None); NaN never does."""
+    return (size >= low) & (size < (np.inf if high is None else high))
 
 
 def _point(genuine: np.ndarray, impostor: np.ndarray, far: float, floor: float) -> OperatingPoint:
@@ -184,10 +188,7 @@ def apply_bands(data: ScoredDocuments, bands: tuple[SizeBand, ...], far: float) 
     threshold = np.full(len(data.identities), np.inf)
     for band in bands:
         point = band.at_far(far)
-        size = data.inter_eye_px
-        inside = (size >= band.min_inter_eye_px) & (
-            np.inf > size if band.max_inter_eye_px is None else size < band.max_inter_eye_px
-        )
+        inside = _in_band(data.inter_eye_px, band.min_inter_eye_px, band.max_inter_eye_px)
         threshold[inside] = point.threshold if point is not None else np.inf
     scores, columns = data.impostor_scores()
     accepted = scores >= threshold[columns]
