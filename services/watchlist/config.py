@@ -99,8 +99,9 @@ class WatchlistSettings(ServiceSettings):
         description="JSON build parameters of that index.",
     )
     search_params: dict[str, int] = Field(
-        default_factory=lambda: {"ef": 64},
-        description="JSON search parameters (ef is raised to the hit limit when smaller).",
+        default_factory=lambda: {"ef": 1000},
+        description="JSON search parameters (ef is raised to the hit limit when smaller). HNSW at ef 64 "
+        "missed 18% of planted gate matches at 100k; ef 1000 none (bench/results/watchlist.md).",
     )
 
     model_version: str = Field(
