@@ -77,5 +77,21 @@ def single_face_measure(
     return measure
 
 
+def with_single_face(
+    response: detection_pb2.DetectResponse, max_ratio: float, searched_from: int | None = None
+) -> tuple[common_pb2.Quality, int]:
+    """The subject face's quality verdict with the single-face measure added (failed, and the
+    verdict with it, when another person is at the gate), and how many people the capture shows."""
+    quality = common_pb2.Quality()
+    quality.CopyFrom(response.faces[response.subject_index].quality)
+    sizes = relative_sizes(response)
+    measure = single_face_measure(sizes, max_ratio, searched_from)
+    quality.measures.append(measure)
+    if not measure.passed:
+        quality.failed.append(measure.check)
+        quality.acceptable = False
+    return quality, 1 + sum(size >= max_ratio for size in sizes)
+
+
 def _sizes(sizes: list[float]) -> str:
     return "/".join(f"{s:.2f}" for s in sizes[:5]) + ("/..." if len(sizes) > 5 else "")

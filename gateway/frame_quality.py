@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from facegate.pipeline import FacePolicy, failed_checks, subject_face
-from facegate.single_face import relative_sizes, search_floor, single_face_measure
+from facegate.single_face import search_floor, with_single_face
 from facegate.v1 import common_pb2, detection_pb2, gateway_pb2
 from gateway.cancellable import Calls
 from gateway.decision import capture_instruction
@@ -88,15 +88,9 @@ def judge(
     if face is None:
         problems.append(common_pb2.Reason(code=R.REASON_CODE_NO_FACE, message="no face found in the frame"))
     else:
-        face_quality = common_pb2.Quality()
-        face_quality.CopyFrom(face.quality)
-        sizes = relative_sizes(response)
-        single = single_face_measure(sizes, other_face_ratio, searched_from)
-        face_quality.measures.append(single)
-        if not single.passed:
-            face_quality.failed.append(single.check)
-            face_quality.acceptable = False
-            people = 1 + sum(size >= other_face_ratio for size in sizes)
+        face_quality, people = with_single_face(response, other_face_ratio, searched_from)
+        if people > 1:
+            single = face_quality.measures[-1]
             message = f"{people} people in the frame; exactly one is required: {single.detail}"
             problems.append(common_pb2.Reason(code=R.REASON_CODE_MULTIPLE_FACES, message=message))
         if not face.quality.acceptable:

@@ -24,7 +24,7 @@ import numpy as np
 
 from facegate.errors import ServiceFailure
 from facegate.pipeline import FacePipeline, failed_checks, subject_face
-from facegate.single_face import relative_sizes, search_floor, single_face_measure
+from facegate.single_face import search_floor, with_single_face
 from facegate.v1 import common_pb2, detection_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify import metrics
 from services.docverify.config import DocverifySettings
@@ -282,17 +282,12 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         if face is None:
             findings.add(R.REASON_CODE_NO_FACE, "no face found in the live image")
             return None
-        details.live_quality.CopyFrom(face.quality)
         s = self.settings
-        sizes, ratio = relative_sizes(live), s.live_other_face_ratio
-        single = single_face_measure(
-            sizes, ratio, search_floor(face, s.live_kiosk_min_face_size, s.live_min_face_size)
-        )
-        details.live_quality.measures.append(single)
-        if not single.passed:
-            details.live_quality.failed.append(single.check)
-            details.live_quality.acceptable = False
-            people = 1 + sum(size >= ratio for size in sizes)
+        floor = search_floor(face, s.live_kiosk_min_face_size, s.live_min_face_size)
+        quality, people = with_single_face(live, s.live_other_face_ratio, floor)
+        details.live_quality.CopyFrom(quality)
+        if people > 1:
+            single = quality.measures[-1]
             findings.add(
                 R.REASON_CODE_MULTIPLE_FACES,
                 f"{people} people in the live image; exactly one is required: {single.detail}",
