@@ -38,6 +38,7 @@ from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify.config import DocverifySettings
 from services.docverify.dg2 import parse_dg2
 from services.docverify.portrait import portrait_policy
+from services.docverify.thresholds import inter_eye_px
 from services.runtime.config import load_settings
 from services.runtime.images import HINT_OF_FORMAT
 from tools.docset.build import DOCUMENTS, REPO, SOURCES
@@ -108,13 +109,6 @@ def document_template(
     except FacegateError:
         return None, None
     return template.vector.tolist(), inter_eye_px(template.face.quality)
-
-
-def inter_eye_px(quality: common_pb2.Quality) -> float | None:
-    for measure in quality.measures:
-        if measure.check == common_pb2.QualityCheck.QUALITY_CHECK_INTER_EYE_DISTANCE:
-            return float(measure.value)
-    return None
 
 
 def score_set(targets: dict[str, str], folder: Path, names: list[str], workers: int) -> dict[str, Any]:
