@@ -59,6 +59,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from facegate.thresholds import SizeBand
 from facegate.v1 import common_pb2, docverify_pb2, watchlist_pb2
 
 R = common_pb2.ReasonCode
@@ -401,11 +402,8 @@ def _calibration(verification: docverify_pb2.VerifyResponse) -> dict:
     if not verification.HasField("threshold_origin"):
         return {}
     o = verification.threshold_origin
-    upper = f"-{o.max_inter_eye_px:g}" if o.max_inter_eye_px else "+"
-    return {
-        "calibration": f"{o.source}, {o.min_inter_eye_px:g}{upper} px between the eyes",
-        "measured_far": o.measured_far,
-    }
+    band = SizeBand(o.min_inter_eye_px, o.max_inter_eye_px or None, points=())
+    return {"calibration": f"{o.source}, {band.label()}", "measured_far": o.measured_far}
 
 
 def _reason(code: int, message: str) -> common_pb2.Reason:
