@@ -109,7 +109,7 @@ def main() -> None:
     from services.embedding.config import EmbeddingSettings
     from services.embedding.server import EmbeddingService
     from services.runtime.config import RuntimeSettings, load_settings
-    from services.runtime.model_spec import FACENET
+    from services.runtime.model_spec import DEFAULT as FACENET
     from services.runtime.server import start_server
 
     runtime = load_settings(RuntimeSettings)

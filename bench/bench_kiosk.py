@@ -773,7 +773,9 @@ def enrol_check(target: str, count: int = 20) -> None:
     from facegate.client import open_channel
     from facegate.v1 import common_pb2, watchlist_pb2, watchlist_pb2_grpc
     from services.runtime.model_spec import DEFAULT
+    from services.watchlist.config import WatchlistSettings
 
+    version = WatchlistSettings().model_version  # the environment's, as the services read it (GPU: float32)
     rng = np.random.default_rng(3)
     with contextlib.closing(open_channel(target)) as ch:
         stub = watchlist_pb2_grpc.WatchlistServiceStub(ch)
@@ -789,7 +791,7 @@ def enrol_check(target: str, count: int = 20) -> None:
                             embedding=common_pb2.Embedding(
                                 values=v.tolist(),
                                 model_id=DEFAULT.model_id,
-                                model_version=DEFAULT.model_version,
+                                model_version=version,
                             )
                         )
                     ],

@@ -53,6 +53,10 @@ for flip in (True, False):
 EOF
 
 # The kiosk scenario with FaceNet on the GPU (MTCNN stays on the CPU: its small networks gain little).
+# The GPU serves float32 FaceNet, a model version other than the CPU's int8 default: the watchlist's
+# templates must be of it (the bench's fill and every service read this variable).
+FACEGATE_WATCHLIST_MODEL_VERSION=$($PY -c "from services.runtime.model_spec import FACENET; print(FACENET.model_version)")
+export FACEGATE_WATCHLIST_MODEL_VERSION
 $PY -m bench.bench_kiosk --no-peer --env FACEGATE_EMBEDDING_DEVICE=gpu \
   --out "$OUT/kiosk-gpu.md" --json "$OUT/kiosk-gpu.json"
 grep -E "^\| (p50|p99) |^\| [0-9]+ \| [0-9]+ \|" "$OUT/kiosk-gpu.md" || true

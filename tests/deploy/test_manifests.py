@@ -14,7 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.runtime.model_spec import FACENET
+from facegate.thresholds import CALIBRATION_DIR
+from services.runtime.model_spec import BY_RUNTIME, FACENET, FACENET_INT8
 from tests.deploy import checks
 from tests.deploy.conftest import K8S, REPO, kustomizations, kustomize, node_modules
 
@@ -348,18 +349,29 @@ def test_secret_check_catches_a_leak(rendered) -> None:
     assert any("gateway-tls" in p for p in checks.check_secrets(rendered["production"], external=set()))
 
 
-def test_model_version_is_pinned_and_shown_on_every_pod(rendered) -> None:
-    for objs in rendered.values():
+def test_model_version_is_the_embedding_runtimes_and_shown_on_every_pod(rendered) -> None:
+    """The watchlist's templates must be of the model the embedding serves, or every screening refers."""
+    served = {}
+    for name, objs in rendered.items():
+        embedding = checks.find(objs, "Deployment", "embedding")
+        env = checks.container_env(objs, checks.pod_spec(embedding)["containers"][0])
+        spec = BY_RUNTIME[env["FACEGATE_EMBEDDING_RUNTIME"]]  # pinned, never "auto"
+        served[name] = spec.model_version
         for w in checks.facegate_workloads(objs):
             labels = checks.pod_labels(w)
             annotations = (
                 w["spec"]["template"]["metadata"].get("annotations") or w["metadata"].get("annotations") or {}
             )
-            assert labels["facegate.io/model-version"] == FACENET.model_version[:12]
-            assert annotations.get("facegate.io/model-version-sha256") == FACENET.model_version
+            assert labels["facegate.io/model-version"] == spec.model_version[:12]
+            assert annotations.get("facegate.io/model-version-sha256") == spec.model_version
         watchlist = checks.find(objs, "Deployment", "watchlist")
         env = checks.container_env(objs, checks.pod_spec(watchlist)["containers"][0])
-        assert env["FACEGATE_WATCHLIST_MODEL_VERSION"] == FACENET.model_version
+        assert env["FACEGATE_WATCHLIST_MODEL_VERSION"] == spec.model_version
+    # CPUs serve int8 FaceNet, the production GPUs float32: both calibrated
+    assert served["dev"] == FACENET_INT8.model_version and served["production"] == FACENET.model_version
+    for version in served.values():
+        assert (CALIBRATION_DIR / f"{version}.json").exists()
+        assert (CALIBRATION_DIR / f"{version}.sources.json").exists()
 
 
 def test_production_embedding_runs_on_gpu_nodes(rendered) -> None:

@@ -76,7 +76,7 @@ def calibration_dir(tmp_path_factory):
         path_for,
         write_thresholds,
     )
-    from services.runtime.model_spec import FACENET
+    from services.runtime.model_spec import DEFAULT as FACENET
 
     if path_for(FACENET.model_version, CALIBRATION_DIR).exists():
         return CALIBRATION_DIR

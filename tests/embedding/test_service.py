@@ -15,7 +15,7 @@ import redis
 from facegate.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from services.embedding import metrics
 from services.embedding.crops import aligned_face
-from services.runtime.model_spec import FACENET
+from services.runtime.model_spec import DEFAULT as FACENET
 from tests.conftest import redis_server
 from tests.embedding.conftest import make_service
 from tests.support import connect, serve
