@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.watchlist.milvus_server import PORT_KEYS, free_ports
+from tests.watchlist.milvus_server import PORT_KEYS, SERVER_CONFIG, free_ports
 
 #: Where the wheel's config template enables the embedded etcd; its config file goes just above.
 EMBED_LINE = "  use:\n    embed: true"
@@ -56,6 +56,8 @@ class MilvusHandle:
         for key, port in zip(PORT_KEYS, ports, strict=False):
             self.server.config.configs[key] = port
         self.server.webservice_port = ports[-2]
+        for key, value in SERVER_CONFIG.items():  # searched as the watchlist tests' server is
+            self.server.config.set(key, value)
         self._own_etcd_ports(client=self.server.config.configs["etcd_port"], peer=ports[-1])
         self.uri = f"http://127.0.0.1:{self.server.config.configs['proxy_port']}"
         self.starts = 0
