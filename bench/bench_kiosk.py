@@ -619,7 +619,8 @@ def bars(res: dict[str, Any]) -> list[str]:
     lines += [f"| {bar} | {value} | {'yes' if met else 'no'} |" for bar, value, met in rows]
     lines.append(
         "| accuracy within 0.1 point of 99.33% | not measured by this bench: `facegate eval --pairs "
-        "../shared/data/faces/pairs.tsv` (last: 99.33%, EER 0.67%, AUC 0.996611, TFLite runtime) | - |"
+        "../shared/data/faces/pairs.tsv` (last: 99.33%, EER 0.67%, AUC 0.996622, int8 FaceNet, the CPU "
+        "default; float32: 99.33%, 0.67%, 0.996611) | - |"
     )
     return lines
 
@@ -637,7 +638,7 @@ CHANGES = """## What each change gave (one-off measurements, 2026-11-28, same ma
 | XLA (`jit_compile=True`) for FaceNet | 2 crops flip-fused: min 180 vs 180 ms, medians within noise; 3-5 s compile per batch shape | no |
 | TF intra/inter-op threads (detection 1/1, embedding default/1) and at most 2 MTCNN runs at once | 1/2/4/8/16 kiosks (2,000 templates, loadavg 13-17): 3.39/3.86/4.32/4.90/5.08 per s vs TF defaults 3.37/4.03/4.71/4.35/5.33: equal within noise | the cap (2) yes; TF defaults stay |
 | FaceNet as float32 TFLite through XNNPACK on a CPU (`FACEGATE_EMBEDDING_RUNTIME=auto`) | 2 crops flip-fused, one process, interleaved: 61-69 vs 85-99 ms (TF graph); in the kiosk bench FaceNet compute 110.7 -> 81.7 ms per decision (quiet runs); rows equal to ~2e-6 (cosine > 0.99999, tested): eval unchanged, 99.33% / EER 0.67% / AUC 0.996611 | yes |
-| dynamic-range int8 TFLite | 4 crops 35 ms on 1 thread (vs 60 ms float32 on 2), but rows move (cosine 0.9987 to float): a new model version needing its own calibration | not yet |
+| dynamic-range int8 TFLite (`FACEGATE_EMBEDDING_RUNTIME=auto` on a CPU since 6566e6d) | 4 crops, median of 10: 11.9 ms on 2 threads (float32 62), 20 ms on 1 (101). Kiosk bench, quiet, float32 (19:43) -> int8 (21:21): FaceNet compute 89.4 -> 28.4 ms per decision, one kiosk p50 143 -> 83 ms, p99 159 -> 100 ms, 16 kiosks 9.56 -> 17.41/s, ratio to the peer 2.53x -> 4.84x. In the kiosk FaceNet costs more than back to back (2 crops: 11.6 ms back to back, 18.5 ms after 50 ms idle: XNNPACK's threads wake). Rows move (cosine ~0.999 to float32), so it is a model version of its own (the int8 file's SHA-256), recalibrated: pairs 0.5088 at FAR 1e-3 (float32 0.5089), documents 0.506-0.534 per source and band. eval: 99.33%, EER 0.67%, AUC 0.996622 (float32 0.996611), TAR 99.00% (98.67%) at the FAR 1e-3 score; kiosk false rejects unchanged (4.2% streamed, ICAO DG2) | yes |
 | batcher waits 0 ms instead of 5 for company | batcher queue wait 5.6 -> 0.4 ms per decision; requests that queue during a model call still share the next one (tested) | yes |
 | plain JPEGs decoded by OpenCV straight into the array in detection (Pillow elsewhere, and for EXIF rotations, CMYK, streams not ending in EOI) | Pillow's route cost three passes over the pixels beside the decode. Detection service alone, before and after up at once, docverify's two concurrent Detect calls, 10 alternating rounds of 20 pairs (loadavg 13-15): per-call overhead 7.19 -> 5.19 ms, pair wall 66.8 -> 55.8 ms; whole stacks side by side, 8 alternating rounds of 20 decisions (loadavg 6-7): detect overhead per call 9.1 -> 7.0 ms, the other parts within their noise (+-2 ms). Pixels identical on 1,583 JPEGs (tested), so crops and templates are unchanged | yes |
 | detection's TensorFlow pools 1 / 1 by default (was TensorFlow's: all cores, in each of the 2 concurrent MTCNN runs) | both up at once, alternating rounds (loadavg 4-12): docverify's concurrent Detect pair 72.3 -> 54.9 ms (detection alone, 14 rounds); detect stage of whole decisions 69.2 -> 54.9 and 63.9 -> 58.7 ms (two runs); 16 kiosks 5.50 -> 5.96/s (median of 10 paired rounds, 7 higher). This supersedes the 1/1-vs-defaults row above, which measured throughput only, at loadavg 13-17. Crops move by a pixel value in 62 of 158 images (float sum order); rows cosine > 0.9999999; eval unchanged: 99.33%, EER 0.67%, AUC 0.996611, pair scores within 6.3e-5 | yes |
@@ -656,7 +657,12 @@ neighbours' load moves single-kiosk latency by ~60 ms and the throughput at a le
 is why the ratio was highest in the loaded runs (5.6x, 3.9x) and lowest, 2.85x, in the quietest.
 19:40, a new session's machine, quiet, this code: p50 141 ms, p99 158 ms; 6.75 / 7.13 / 8.37 / 8.59 /
 8.55 per s; peer 3.69/s, ratio 2.33x; overhead 11% (15.3 of 142.0 ms). The peer ran faster on this
-machine (3.69-3.86/s against 2.99-3.38/s on the earlier one), and the ratio with it.
+machine (3.69-3.86/s against 2.99-3.38/s on the earlier one), and the ratio with it. 19:43, quiet,
+float32 FaceNet (the last run before int8): p50 143 ms, p99 159 ms; 6.99 / 7.85 / 9.46 / 9.76 / 9.56
+per s; peer 3.86/s, ratio 2.53x; overhead 11% (15.7 of 143.0 ms). With int8 the overhead stayed
+~16 ms, but it is now a share of a decision half as long. 21:21, quiet, int8, the first run: p50
+83 ms, p99 100 ms; 12.40 / 15.97 / 17.33 / 16.92 / 17.41 per s (a 2.4% dip at 8 kiosks, within the
+run-to-run spread of a level); peer 3.59/s, ratio 4.84x; overhead 19% (15.8 of 82.9 ms).
 
 The same bench on the old main (6e9d036, eager MTCNN, live frame searched at 1024x576), run right
 after a loaded run (loadavg 8-13): one kiosk p50 674 ms, p99 797 ms (detect stage 489 ms, embed
