@@ -188,6 +188,8 @@ def main() -> None:
     settings = EmbeddingSettings()
     model = EmbeddingModel(settings.models_dir, flip_fusion=settings.flip_fusion)
     load_s = time.perf_counter() - started
+    model_name = f"{model.spec.model_id} {model.spec.model_version[:12]}…"
+    runtime = model.runtime
     model_rss = rss_mb()
     warm_s = model.warmup((1, 32))
     print(f"model loaded in {load_s:.1f}s, warm-up {warm_s:.1f}s", flush=True)
@@ -215,7 +217,8 @@ def main() -> None:
         f"device {'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Produced by `python -m bench embedding`.",
         "",
-        f"Model load (converted .keras, SHA-256 checked) {load_s:.1f} s; warm-up (batch 1 and 32) {warm_s:.1f} s.",
+        f"Model: {model_name} (runtime {runtime}). Load (file SHA-256 checked) {load_s:.2f} s; "
+        f"warm-up (batch 1 and 32) {warm_s:.1f} s.",
         "",
         "## Throughput of the compiled call (faces/s)",
         "",
