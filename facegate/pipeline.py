@@ -1,6 +1,6 @@
 """The one face pipeline every caller uses: detect -> choose the subject -> embed.
 
-The SDK, the CLI (eval, calibrate, watchlist import), docverify and the gateway all turn an image
+The SDK, the CLI (eval, calibrate), docverify and the gateway (every enrolment) all turn an image
 into a template through :class:`FacePipeline`, so a template enrolled in a watchlist and a probe
 taken at a gate are cut and embedded the same way:
 

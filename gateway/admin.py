@@ -8,6 +8,7 @@ are stored, never photos: ``store_photos`` is refused until a photo store exists
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -77,8 +78,14 @@ def templates_from_photos(
         )
     return [
         watchlist_pb2.TemplateInput(
-            embedding=t.to_proto(), quality_score=t.quality_score, source=f"gateway:photo{i}"
+            embedding=t.to_proto(), quality_score=t.quality_score, source=photo_source(photo)
         )
-        for i, t in enumerate(results)
+        for photo, t in zip(request.photos, results, strict=True)
         if isinstance(t, Template)
     ]
+
+
+def photo_source(photo: common_pb2.Image) -> str:
+    """A template's ``source``: its photo's content hash (not the photo, not a name), so a bulk
+    import can tell which photos a subject was already enrolled from and skip them on a re-run."""
+    return f"gateway:sha256:{hashlib.sha256(photo.data).hexdigest()[:32]}"

@@ -1,11 +1,17 @@
 """`facegate watchlist import`: bulk enrolment from a folder of <subject>/<photo> or a CSV manifest.
 
-Each photo goes through the one face pipeline (``facegate.pipeline``: exactly one face, acceptable
-quality, cut in the embedding model's geometry and embedded with its version pinned, as at the
-gate), and its template is enrolled in the watchlist service. Re-running is
-safe and cheap: subject ids and idempotency keys derive from the subject name and the photo bytes,
-and each template records the photo's content hash in its ``source``, so photos already imported
-are skipped before detection runs.
+Through the gateway with an admin key, like every other ``facegate watchlist`` command: each subject
+is one ``EnrollFromPhotos`` call, so it is role-checked, runs the gateway's enrolment policy (exactly
+one acceptable face per photo, the same pipeline as at the gate) and is written to the gateway's
+audit log with the key's id. A photo the gateway refuses (no face, several faces, low quality, an
+unreadable image) is reported and left out; the subject is enrolled from its other photos.
+
+Re-running is safe and cheap: the subject id derives from the subject name (``imp-`` + SHA-256, no
+names in ids), the gateway records each photo's content hash in its template's ``source``, so photos
+already imported are skipped before any detection runs, and the idempotency key derives from the
+subject and the hashes of the photos sent, so a retried enrolment returns the first result. The
+gateway cannot add photos to an enrolled subject: a new photo of one is reported, not added (remove
+the subject and re-import it to change its photos).
 """
 
 from __future__ import annotations
@@ -19,30 +25,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 from tqdm import tqdm
 
-from facegate.client import open_channel
+from facegate.commands._gateway import add_gateway_arguments, gateway, print_json
 from facegate.commands._watchlist_admin import register_admin
-from facegate.endpoints import default_target
-from facegate.errors import FacegateError, FaceRejected, InvalidArgument, ResourceExhausted
-from facegate.pipeline import FacePipeline, FacePolicy
-from facegate.v1 import common_pb2, watchlist_pb2_grpc
+from facegate.errors import FacegateError, InvalidArgument, NotFound
+from facegate.gateway_client import KINDS, Gateway
 from facegate.v1 import watchlist_pb2 as pb
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".jp2", ".j2k"}
-KINDS = {
-    "wanted": pb.WATCHLIST_KIND_WANTED,
-    "alert": pb.WATCHLIST_KIND_ALERT,
-    "allow": pb.WATCHLIST_KIND_ALLOW,
-}
+#: Most photos one EnrollFromPhotos / CheckEnrolmentPhotos call takes (gateway.admin.MAX_PHOTOS).
 MAX_PER_REQUEST = 16
-RPC_TIMEOUT_S = 60.0
-REJECTIONS = {
-    FaceRejected.NO_FACE: "no face",
-    FaceRejected.SEVERAL_FACES: "several faces",
-    FaceRejected.LOW_QUALITY: "low quality",
-}
+#: Summary reasons of photos left out that the gateway did not refuse (see refusal_reason for those).
+NOT_ADDED = "new photo of an enrolled subject (not added)"
+TOO_MANY = f"over {MAX_PER_REQUEST} photos for one subject"
 
 
 @dataclass
@@ -84,12 +80,30 @@ def photo_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def source_for(digest: str) -> str:
-    return f"import:sha256:{digest[:32]}"
+def imported_hashes(subject: pb.Subject) -> set[str]:
+    """The photo hashes (32 hex digits) the subject's templates were made from: the gateway's
+    ``gateway:sha256:…`` sources, and the ``import:sha256:…`` of templates imported before the
+    import went through the gateway."""
+    return {t.source.rpartition("sha256:")[2] for t in subject.templates if "sha256:" in t.source}
 
 
-def idempotency_key_for(name: str, digest: str) -> str:
-    return "imp:" + hashlib.sha256(f"{name}\x00{digest}".encode()).hexdigest()[:48]
+def idempotency_key_for(name: str, digests: list[str]) -> str:
+    """The same subject sent with the same photos gets the same key (a retry returns the first result)."""
+    material = "\x00".join([name, *sorted(digests)])
+    return "imp:" + hashlib.sha256(material.encode()).hexdigest()[:48]
+
+
+def refusal_reason(problem: str) -> str:
+    """The summary's reason for a photo the gateway refused, from its PhotoCheck.problem: the
+    messages of facegate.pipeline's FaceRejected (no face, several faces, low quality); anything
+    else is the image itself (undecodable, too large)."""
+    if problem.startswith("no face found"):
+        return "no face"
+    if problem.endswith("one is needed"):
+        return "several faces"
+    if " fails " in problem:
+        return "low quality"
+    return "unreadable image"
 
 
 def entries_from_folder(folder: Path) -> list[SubjectEntry]:
@@ -122,122 +136,121 @@ def entries_from_manifest(path: Path) -> list[SubjectEntry]:
     return list(by_name.values())
 
 
-class Importer:
-    """Runs photos through detection + embedding and enrols them, skipping what is already there."""
+@dataclass
+class Photo:
+    """One readable photo of a subject: its bytes and content hash (never its path in a message)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    data: bytes
+    digest: str
+
+
+class Importer:
+    """Enrols each subject through the gateway, skipping photos already imported."""
+
+    def __init__(self, args: argparse.Namespace, gw: Gateway) -> None:
         self.args = args
-        self.pipeline = FacePipeline.connect(args.detection, args.embedding, budget_s=RPC_TIMEOUT_S)
-        self.policy = FacePolicy(
-            require_quality=not args.accept_low_quality, other_face_ratio=args.other_face_ratio
-        )
-        self._channel = open_channel(args.watchlist_target, budget_s=RPC_TIMEOUT_S)
-        self.wl = watchlist_pb2_grpc.WatchlistServiceStub(self._channel)
+        self.gw = gw
         self.summary = Summary()
 
-    def close(self) -> None:
-        self.pipeline.close()
-        self._channel.close()
+    def count(self, reason: str, photos: int) -> None:
+        if photos > 0:
+            self.summary.rejected[reason] += photos
 
-    def ensure_list(self) -> None:
-        names = {
-            w.name
-            for w in self.wl.ListWatchlists(pb.ListWatchlistsRequest(), timeout=RPC_TIMEOUT_S).watchlists
-        }
-        if self.args.watchlist in names:
-            return
+    def ensure_list(self) -> bool:
+        """Whether the list exists, created first when missing and ``--create`` asks for it."""
+        if any(w.name == self.args.watchlist for w in self.gw.list_watchlists()):
+            return True
         if not self.args.create:
-            raise SystemExit(
-                f"watchlist {self.args.watchlist!r} does not exist (pass --create KIND to create it)"
-            )
-        self.wl.CreateWatchlist(
-            pb.CreateWatchlistRequest(name=self.args.watchlist, kind=KINDS[self.args.create]),
-            timeout=RPC_TIMEOUT_S,
-        )
+            return False
+        self.gw.create_watchlist(self.args.watchlist, self.args.create)
+        return True
 
-    def existing_sources(self, sid: str) -> set[str] | None:
+    def existing(self, sid: str) -> pb.Subject | None:
         try:
-            subject = self.wl.GetSubject(
-                pb.GetSubjectRequest(watchlist=self.args.watchlist, subject_id=sid), timeout=RPC_TIMEOUT_S
-            )
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-        return {t.source for t in subject.templates}
+            return self.gw.get_subject(self.args.watchlist, sid)
+        except NotFound:
+            return None
 
-    def template_for(self, data: bytes) -> tuple[pb.TemplateInput | None, str]:
-        """The template of the photo's one face, or None and the rejection reason.
-
-        A photo with a second face at least ``--other-face-ratio`` the subject's size is refused:
-        which face is the subject would be a guess, and a guess is never enrolled.
-        """
-        try:
-            template = self.pipeline.template(common_pb2.Image(data=data), self.policy, "photo")
-        except FaceRejected as exc:
-            return None, REJECTIONS[exc.reason]
-        except (InvalidArgument, ResourceExhausted):
-            return None, "unreadable image"
-        return pb.TemplateInput(embedding=template.to_proto(), quality_score=template.quality_score), ""
-
-    def import_subject(self, entry: SubjectEntry, bar: tqdm) -> None:
-        sid = subject_id_for(entry.name)
-        have = self.existing_sources(sid)
-        new: list[tuple[str, pb.TemplateInput]] = []
-        for photo in entry.photos:
+    def read(self, entry: SubjectEntry, bar: tqdm) -> list[Photo]:
+        """The subject's readable photos, each once (a copy under another name counts as skipped)."""
+        photos: list[Photo] = []
+        for path in entry.photos:
             try:
-                data = photo.read_bytes()
+                data = path.read_bytes()
             except OSError:
                 self.summary.rejected["unreadable file"] += 1
                 bar.update(1)
                 continue
             digest = photo_hash(data)
-            source = source_for(digest)
-            if (have is not None and source in have) or any(s == source for s, _ in new):
+            if any(p.digest == digest for p in photos):
                 self.summary.photos_skipped += 1
                 bar.update(1)
                 continue
-            template, reason = self.template_for(data)
-            bar.update(1)
-            if template is None:
-                self.summary.rejected[reason] += 1
-                continue
-            template.source = source
-            new.append((digest, template))
-        if not new:
+            photos.append(Photo(data, digest))
+        return photos
+
+    def acceptable(self, photos: list[Photo]) -> list[Photo]:
+        """The photos the gateway's enrolment policy takes; each refused one is counted by reason."""
+        keep: list[Photo] = []
+        for lo in range(0, len(photos), MAX_PER_REQUEST):
+            chunk = photos[lo : lo + MAX_PER_REQUEST]
+            for photo, check in zip(
+                chunk, self.gw.check_enrolment_photos([p.data for p in chunk]), strict=True
+            ):
+                if check.acceptable:
+                    keep.append(photo)
+                else:
+                    self.summary.rejected[refusal_reason(check.problem)] += 1
+        return keep
+
+    def enrol(self, entry: SubjectEntry, sid: str, photos: list[Photo]) -> pb.EnrollSubjectResponse:
+        return self.gw.enroll(
+            self.args.watchlist,
+            [p.data for p in photos],
+            subject_id=sid,
+            idempotency_key=idempotency_key_for(entry.name, [p.digest for p in photos]),
+            info=pb.SubjectInfo(
+                display_name=entry.display_name,
+                category=entry.category or self.args.category,
+                reason=entry.reason or self.args.reason,
+                added_by=self.args.added_by,
+                external_ref=entry.external_ref,
+            ),
+        )
+
+    def import_subject(self, entry: SubjectEntry, bar: tqdm) -> None:
+        sid = subject_id_for(entry.name)
+        photos = self.read(entry, bar)
+        if not photos:
             return
-        templates = [t for _, t in new]
-        if have is None:
-            first, templates = templates[:MAX_PER_REQUEST], templates[MAX_PER_REQUEST:]
-            reply = self.wl.EnrollSubject(
-                pb.EnrollSubjectRequest(
-                    watchlist=self.args.watchlist,
-                    subject_id=sid,
-                    idempotency_key=idempotency_key_for(entry.name, new[0][0]),
-                    info=pb.SubjectInfo(
-                        display_name=entry.display_name,
-                        category=entry.category or self.args.category,
-                        reason=entry.reason or self.args.reason,
-                        added_by=self.args.added_by,
-                        external_ref=entry.external_ref,
-                    ),
-                    templates=first,
-                ),
-                timeout=RPC_TIMEOUT_S,
-            )
-            if reply.created:
-                self.summary.subjects_enrolled += 1
-            self.summary.templates_added += len(first)
-        for lo in range(0, len(templates), MAX_PER_REQUEST):
-            chunk = templates[lo : lo + MAX_PER_REQUEST]
-            self.wl.AddTemplates(
-                pb.AddTemplatesRequest(watchlist=self.args.watchlist, subject_id=sid, templates=chunk),
-                timeout=RPC_TIMEOUT_S,
-            )
-            self.summary.templates_added += len(chunk)
+        subject = self.existing(sid)
+        if subject is not None:
+            have = imported_hashes(subject)
+            new = [p for p in photos if p.digest[:32] not in have]
+            self.summary.photos_skipped += len(photos) - len(new)
+            # The gateway cannot add to an enrolled subject: say why each new photo is left out.
+            self.count(NOT_ADDED, len(self.acceptable(new)) if new else 0)
+            bar.update(len(photos))
+            return
+        reply = None
+        if len(photos) <= MAX_PER_REQUEST:
+            try:  # the common case: every photo is acceptable, one call
+                reply = self.enrol(entry, sid, photos)
+            except InvalidArgument:  # some photo refused (nothing enrolled): find which below
+                reply = None
+        if reply is None:
+            good = self.acceptable(photos)
+            self.count(TOO_MANY, len(good) - MAX_PER_REQUEST)
+            good = good[:MAX_PER_REQUEST]
+            reply = self.enrol(entry, sid, good) if good else None
+        bar.update(len(photos))
+        if reply is None:
+            return
+        if reply.created:
+            self.summary.subjects_enrolled += 1
+            self.summary.templates_added += len(reply.subject.templates)
 
     def run(self, entries: list[SubjectEntry]) -> Summary:
-        self.ensure_list()
         total = sum(len(e.photos) for e in entries)
         with tqdm(total=total, unit="photo", disable=self.args.no_progress, file=sys.stderr) as bar:
             for entry in entries:
@@ -246,12 +259,13 @@ class Importer:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    group = sub.add_parser("watchlist", help="watchlist administration")
+    group = sub.add_parser("watchlist", help="watchlist administration (through the gateway, admin key)")
     actions = group.add_subparsers(dest="watchlist_command", required=True, metavar="ACTION")
     p = actions.add_parser(
         "import",
         help="enrol subjects from a folder of <subject>/<photo> or a CSV manifest (resumable)",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", type=Path, help="folder of <subject>/<photo> files, or a CSV manifest")
     p.add_argument("--watchlist", required=True, help="target watchlist name")
@@ -259,18 +273,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--category", default="", help="category for subjects the manifest gives none")
     p.add_argument("--reason", default="", help="listing reason for subjects the manifest gives none")
     p.add_argument("--added-by", default="facegate-import", help="recorded as the subjects' added_by")
-    p.add_argument("--accept-low-quality", action="store_true", help="enrol faces that fail the quality gate")
-    p.add_argument(
-        "--other-face-ratio",
-        type=float,
-        default=0.5,
-        help="reject a photo as 'several faces' when another face's box area is at least this fraction "
-        "of the subject's (smaller background faces are ignored; 0 = any second face)",
-    )
-    p.add_argument("--detection", default=default_target("detection"), metavar="HOST:PORT")
-    p.add_argument("--embedding", default=default_target("embedding"), metavar="HOST:PORT")
-    p.add_argument("--watchlist-target", default=default_target("watchlist"), metavar="HOST:PORT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_gateway_arguments(p)
     p.set_defaults(func=run_import)
     register_admin(actions)
 
@@ -286,16 +290,28 @@ def _entries(source: Path) -> Iterator[SubjectEntry]:
 
 def run_import(args: argparse.Namespace) -> int:
     entries = list(_entries(args.source))
-    importer = Importer(args)
     try:
-        summary = importer.run(entries)
-    except grpc.RpcError as exc:
-        print(f"import stopped: {exc.code().name}: {exc.details()} (re-run to resume)", file=sys.stderr)
-        return 1
+        with gateway(args) as gw:
+            importer = Importer(args, gw)
+            if not importer.ensure_list():
+                print(
+                    f"error: watchlist {args.watchlist!r} does not exist (pass --create KIND to create it)",
+                    file=sys.stderr,
+                )
+                return 1
+            summary = importer.run(entries)
     except FacegateError as exc:
         print(f"import stopped: {exc.code.name}: {exc.message} (re-run to resume)", file=sys.stderr)
         return 1
-    finally:
-        importer.close()
-    print("\n".join(summary.lines()))
+    if args.json:
+        print_json(
+            {
+                "subjects_enrolled": summary.subjects_enrolled,
+                "templates_added": summary.templates_added,
+                "photos_skipped": summary.photos_skipped,
+                "rejected": dict(summary.rejected),
+            }
+        )
+    else:
+        print("\n".join(summary.lines()))
     return 0

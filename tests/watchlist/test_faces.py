@@ -1,20 +1,18 @@
 """Real faces end to end: detection + embedding services produce the templates the watchlist stores.
 
 One dev photo of each person is enrolled; another photo of the same person finds them top-1, and
-photos of other people stay under the threshold. The bulk import command runs against the same
-services and is checked for its summary, its rejections and its idempotency.
+photos of other people stay under the threshold. (The bulk import command goes through the
+gateway: tests/gateway/test_watchlist_import.py.)
 """
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from facegate import cli
 from facegate.thresholds import path_for
 from facegate.v1 import (
     common_pb2,
@@ -115,56 +113,3 @@ def test_another_photo_finds_the_person_top1_and_impostors_stay_under(face_servi
         assert result.candidates and result.candidates[0].subject_id == sid
     under = stub.Search(pb.SearchRequest(probes=others, watchlists=[name]))
     assert all(not r.candidates for r in under.results), "an impostor reached the calibrated threshold"
-
-
-def test_bulk_import_summary_rejections_and_idempotency(face_services, faces_wl, tmp_path, capsys):
-    target, stub = faces_wl
-    people, _ = _people()
-    folder = tmp_path / "import"
-    for photos in people[:3]:
-        (folder / photos[0].parent.name).mkdir(parents=True)
-        for p in photos[:2]:
-            shutil.copy(p, folder / p.parent.name / p.name)
-    (folder / "no_face_subject").mkdir()
-    shutil.copy(next((FACES / "no_face").glob("skimage_coffee*")), folder / "no_face_subject" / "coffee.png")
-    (folder / "group_subject").mkdir()
-    shutil.copy(sorted((FACES / "multi_face").glob("*.jpg"))[0], folder / "group_subject" / "group.jpg")
-    name = "import_" + uuid.uuid4().hex[:8]
-    argv = [
-        "watchlist",
-        "import",
-        str(folder),
-        "--watchlist",
-        name,
-        "--create",
-        "wanted",
-        "--category",
-        "wanted",
-        "--detection",
-        face_services["detection"],
-        "--embedding",
-        face_services["embedding"],
-        "--watchlist-target",
-        target,
-        "--no-progress",
-    ]
-    # LFW faces are ~40 px between the eyes: every single-face photo fails the 60 px quality gate.
-    assert cli.main(argv) == 0
-    strict = capsys.readouterr().out
-    assert "subjects enrolled:  0" in strict
-    assert "low quality: 5" in strict and "no face: 1" in strict and "several faces: 2" in strict
-    argv.append("--accept-low-quality")
-    assert cli.main(argv) == 0
-    first = capsys.readouterr().out
-    # Aldo_Paredes_0002 shows a second face larger than his: rejected, like the group photo.
-    assert "subjects enrolled:  3" in first and "templates added:    5" in first
-    assert "several faces: 2" in first and "no face: 1" in first
-    listed = stub.ListSubjects(pb.ListSubjectsRequest(watchlist=name))
-    assert sorted(len(s.templates) for s in listed.subjects) == [1, 2, 2]
-    assert {s.info.category for s in listed.subjects} == {"wanted"}
-    assert all(s.subject_id.startswith("imp-") for s in listed.subjects)
-    assert cli.main(argv) == 0
-    again = capsys.readouterr().out
-    assert "subjects enrolled:  0" in again and "templates added:    0" in again
-    assert "photos skipped:     5" in again
-    assert len(stub.ListSubjects(pb.ListSubjectsRequest(watchlist=name)).subjects) == 3
