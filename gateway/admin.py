@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from facegate.context import submit
 from facegate.errors import (
@@ -27,13 +28,29 @@ from gateway.downstream import Downstream
 #: Most photos one request may carry (the watchlist service's default templates-per-request).
 MAX_PHOTOS = 16
 
+#: PhotoCheck.reason of each FaceRejected.reason (every one; any other refusal is the image itself).
+REASON_OF_REJECTION = {
+    FaceRejected.NO_FACE: common_pb2.REASON_CODE_NO_FACE,
+    FaceRejected.SEVERAL_FACES: common_pb2.REASON_CODE_MULTIPLE_FACES,
+    FaceRejected.LOW_QUALITY: common_pb2.REASON_CODE_QUALITY_TOO_LOW,
+}
 
-def _template(down: Downstream, photo: common_pb2.Image, index: int) -> Template | str:
+
+class Refused(NamedTuple):
+    """Why a photo was refused: a ReasonCode for programs, a message for people."""
+
+    reason: common_pb2.ReasonCode
+    message: str
+
+
+def _template(down: Downstream, photo: common_pb2.Image, index: int) -> Template | Refused:
     """The photo's template, or why it was refused (its input faults, not the system's)."""
     try:
         return down.pipeline.template(photo, ENROLMENT, f"photos[{index}]")
-    except (FaceRejected, InvalidArgument, ResourceExhausted) as exc:
-        return exc.message
+    except FaceRejected as exc:
+        return Refused(REASON_OF_REJECTION[exc.reason], exc.message)
+    except (InvalidArgument, ResourceExhausted) as exc:  # unreadable, corrupt, empty or too large
+        return Refused(common_pb2.REASON_CODE_INVALID_INPUT, exc.message)
     except FacegateError as exc:
         down.count_failure(exc)
         raise
@@ -41,7 +58,7 @@ def _template(down: Downstream, photo: common_pb2.Image, index: int) -> Template
 
 def _templates(
     down: Downstream, photos: Sequence[common_pb2.Image], pool: ThreadPoolExecutor
-) -> list[Template | str]:
+) -> list[Template | Refused]:
     """Each photo's template or why it was refused, the photos worked on side by side."""
     if not photos:
         raise InvalidArgument("photos: at least one photo is required")
@@ -57,8 +74,8 @@ def check_photos(
     """Each photo's verdict under the enrolment policy, so an admin can replace a bad one before saving."""
     out = gateway_pb2.CheckEnrolmentPhotosResponse()
     for i, result in enumerate(_templates(down, request.photos, pool)):
-        if isinstance(result, str):
-            out.photos.add(index=i, acceptable=False, problem=result)
+        if isinstance(result, Refused):
+            out.photos.add(index=i, acceptable=False, problem=result.message, reason=result.reason)
         else:
             out.photos.add(index=i, acceptable=True, quality=result.face.quality)
     return out
@@ -71,7 +88,7 @@ def templates_from_photos(
     if request.store_photos:
         raise FailedPrecondition("storing photos is not supported: facegate keeps templates only")
     results = _templates(down, request.photos, pool)
-    refused = [r for r in results if isinstance(r, str)]
+    refused = [r.message for r in results if isinstance(r, Refused)]
     if refused:
         raise InvalidArgument(
             f"{len(refused)} of {len(results)} photos refused, nothing enrolled: " + "; ".join(refused)

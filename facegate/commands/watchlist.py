@@ -31,6 +31,7 @@ from facegate.commands._gateway import add_gateway_arguments, gateway, print_jso
 from facegate.commands._watchlist_admin import register_admin
 from facegate.errors import FacegateError, InvalidArgument, NotFound
 from facegate.gateway_client import KINDS, Gateway
+from facegate.v1 import common_pb2
 from facegate.v1 import watchlist_pb2 as pb
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".jp2", ".j2k"}
@@ -93,17 +94,19 @@ def idempotency_key_for(name: str, digests: list[str]) -> str:
     return "imp:" + hashlib.sha256(material.encode()).hexdigest()[:48]
 
 
-def refusal_reason(problem: str) -> str:
-    """The summary's reason for a photo the gateway refused, from its PhotoCheck.problem: the
-    messages of facegate.pipeline's FaceRejected (no face, several faces, low quality); anything
-    else is the image itself (undecodable, too large)."""
-    if problem.startswith("no face found"):
-        return "no face"
-    if problem.endswith("one is needed"):
-        return "several faces"
-    if " fails " in problem:
-        return "low quality"
-    return "unreadable image"
+#: The summary's reason for each PhotoCheck.reason of a refused photo (see refusal_reason).
+REFUSALS = {
+    common_pb2.REASON_CODE_NO_FACE: "no face",
+    common_pb2.REASON_CODE_MULTIPLE_FACES: "several faces",
+    common_pb2.REASON_CODE_QUALITY_TOO_LOW: "low quality",
+}
+
+
+def refusal_reason(reason: common_pb2.ReasonCode) -> str:
+    """The summary's reason for a photo the gateway refused, from its PhotoCheck.reason (typed, so
+    rewording PhotoCheck.problem cannot change the count); anything else is the image itself
+    (INVALID_INPUT: undecodable, empty, too large)."""
+    return REFUSALS.get(reason, "unreadable image")
 
 
 def entries_from_folder(folder: Path) -> list[SubjectEntry]:
@@ -200,7 +203,7 @@ class Importer:
                 if check.acceptable:
                     keep.append(photo)
                 else:
-                    self.summary.rejected[refusal_reason(check.problem)] += 1
+                    self.summary.rejected[refusal_reason(check.reason)] += 1
         return keep
 
     def enrol(self, entry: SubjectEntry, sid: str, photos: list[Photo]) -> pb.EnrollSubjectResponse:

@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 
 from facegate.audit import read_records
-from facegate.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from facegate.commands.watchlist import refusal_reason
+from facegate.errors import FaceRejected, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from facegate.gateway_client import Gateway
 from facegate.v1 import common_pb2, docverify_pb2, gateway_pb2, watchlist_pb2
+from gateway.admin import REASON_OF_REJECTION
 from gateway.keys import add_key
 from gateway.referrals import HeldImages
 from tests.docverify.dg2_builder import dg2_for_image
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.slow
 LIVE = gate_frame(TRAVELLER / "Amram_Mitzna_0001.jpg")
 PORTRAIT = (TRAVELLER / "Amram_Mitzna_0002.jpg").read_bytes()
 HS = gateway_pb2.HitStatus
+R = common_pb2.ReasonCode
 GROUP = FACES / "multi_face/2008_001009.jpg"
 
 
@@ -198,15 +201,41 @@ def test_held_images_expire_and_are_bounded() -> None:
 
 def test_enrolment_photos_are_checked_one_by_one_without_enrolling(stack) -> None:
     no_face = next(iter(sorted((FACES / "no_face").iterdir())))
+    small = TRAVELLER / "Amram_Mitzna_0001.jpg"  # the dev photo itself: too few pixels between the eyes
+    corrupt = b"\xff\xd8\xff\xe0 not really a JPEG"
     with gw(stack, "admin") as admin:
         before = sum(w.subject_count for w in admin.list_watchlists())
-        good, group, blank = admin.check_enrolment_photos([LIVE, GROUP, no_face])
+        good, group, blank, poor, broken = admin.check_enrolment_photos(
+            [LIVE, GROUP, no_face, small, corrupt]
+        )
         assert sum(w.subject_count for w in admin.list_watchlists()) == before
     assert good.acceptable and good.quality.acceptable and not good.problem
     assert not group.acceptable and "photos[1]" in group.problem
     assert not blank.acceptable and "photos[2]" in blank.problem and "face" in blank.problem
-    assert [p.index for p in (good, group, blank)] == [0, 1, 2]
+    assert not poor.acceptable and "photos[3]" in poor.problem
+    assert not broken.acceptable and broken.problem
+    assert [p.index for p in (good, group, blank, poor, broken)] == [0, 1, 2, 3, 4]
+    # the typed reason a program tells refusals apart by (the problem text is for people)
+    assert [p.reason for p in (good, group, blank, poor, broken)] == [
+        R.REASON_CODE_UNSPECIFIED,
+        R.REASON_CODE_MULTIPLE_FACES,
+        R.REASON_CODE_NO_FACE,
+        R.REASON_CODE_QUALITY_TOO_LOW,
+        R.REASON_CODE_INVALID_INPUT,
+    ]
     assert [r["operation"] for r in read_records(stack.audit_log)][-2:] == [
         "CheckEnrolmentPhotos",
         "ListWatchlists",
     ]
+
+
+def test_every_face_rejection_has_its_own_photo_check_reason() -> None:
+    kinds = {v for k, v in vars(FaceRejected).items() if k.isupper()}
+    assert set(REASON_OF_REJECTION) == kinds  # a new kind must get a code, not crash the check
+    assert len(set(REASON_OF_REJECTION.values())) == len(kinds)
+    assert {refusal_reason(code) for code in REASON_OF_REJECTION.values()} == {
+        "no face",
+        "several faces",
+        "low quality",
+    }
+    assert refusal_reason(R.REASON_CODE_INVALID_INPUT) == "unreadable image"
