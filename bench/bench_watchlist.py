@@ -47,6 +47,7 @@ from services.watchlist.memindex import MemoryIndex
 from services.watchlist.server import WatchlistService
 from services.watchlist.store import ListRow, MilvusStore, now_ms
 from tests.support import connect, serve
+from tests.watchlist.helpers import insert_subjects, planted_near
 from tests.watchlist.milvus_server import milvus_server
 
 REPORT = Path(__file__).resolve().parent / "results" / "watchlist.md"
@@ -97,13 +98,7 @@ def exact_best(data: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def planted_probes(rng: np.random.Generator, data: np.ndarray, count: int) -> np.ndarray:
     """Probes at cosine 0.55-0.9 to one stored template each (a genuine-like match), random elsewhere."""
-    mates = rng.integers(0, len(data), count)
-    sim = rng.uniform(0.55, 0.9, count).astype(np.float32)
-    other = rng.standard_normal((count, DIM)).astype(np.float32)
-    other -= (other * data[mates]).sum(1, keepdims=True) * data[mates]
-    other /= np.linalg.norm(other, axis=1, keepdims=True)
-    p = sim[:, None] * data[mates] + np.sqrt(1 - sim**2)[:, None] * other
-    return (p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32)
+    return planted_near(rng, data[rng.integers(0, len(data), count)])
 
 
 def face_like(rng: np.random.Generator, n: int, basis: np.ndarray) -> np.ndarray:
@@ -147,45 +142,7 @@ def bulk_load(settings: WatchlistSettings, data: np.ndarray) -> float:
         store.put_list(ListRow(LIST, "benchmark", int(pb.WATCHLIST_KIND_WANTED), VERSION, now_ms()))
         c = store._c()
         started = time.perf_counter()
-        created = now_ms()
-        for lo in range(0, len(data), LOAD_CHUNK):
-            hi = min(lo + LOAD_CHUNK, len(data))
-            c.insert(
-                store.templates,
-                [
-                    {
-                        "template_id": f"t{i}",
-                        "watchlist": LIST,
-                        "subject_id": f"s{i}",
-                        "embedding": data[i].tolist(),
-                        "model_version": VERSION,
-                        "quality": 0.9,
-                        "source": "bench",
-                        "created_at": created,
-                    }
-                    for i in range(lo, hi)
-                ],
-            )
-            c.insert(
-                store.subjects,
-                [
-                    {
-                        "key": f"{LIST}/s{i}",
-                        "watchlist": LIST,
-                        "subject_id": f"s{i}",
-                        "display_name": "",
-                        "category": "bench",
-                        "reason": "",
-                        "expires_at": 0,
-                        "added_by": "bench",
-                        "external_ref": "",
-                        "idempotency_key": "",
-                        "created_at": created,
-                        "_v": [0.0, 0.0],
-                    }
-                    for i in range(lo, hi)
-                ],
-            )
+        insert_subjects(store, LIST, data, prefix="s", source="bench", created=now_ms(), chunk=LOAD_CHUNK)
         rate = len(data) / (time.perf_counter() - started)
         if not settings.is_lite:
             c.flush(store.templates)

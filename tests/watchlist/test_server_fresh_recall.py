@@ -12,68 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from tests.watchlist.conftest import Backend, running_service
-from tests.watchlist.helpers import DIM, VERSION, create, enroll, search, unit
+from tests.watchlist.helpers import DIM, create, enroll, insert_subjects, planted_near, search, unit
 
 #: Enough templates in one list that the server builds its interim index on the growing segment
 #: (at 20,000 random templates it had not; at 50,000 it had). Inserted in one go, like a bulk import.
 BULK = 50_000
-CHUNK = 5_000
 FRESH = 20  # wanted persons enrolled through EnrollSubject after the bulk load
 PROBES = 150  # planted probes on bulk templates (plus one per fresh subject)
-
-
-def planted(rng: np.random.Generator, mates: np.ndarray) -> np.ndarray:
-    """A probe at cosine 0.55-0.9 to each mate: a genuine-like match at or above the gate threshold."""
-    sim = rng.uniform(0.55, 0.9, len(mates)).astype(np.float32)
-    other = rng.standard_normal(mates.shape).astype(np.float32)
-    other -= (other * mates).sum(1, keepdims=True) * mates
-    other /= np.linalg.norm(other, axis=1, keepdims=True)
-    p = sim[:, None] * mates + np.sqrt(1 - sim**2)[:, None] * other
-    return (p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32)
-
-
-def bulk_insert(service, name: str, data: np.ndarray) -> None:
-    """Write ``len(data)`` subjects of list ``name`` straight into the server's collections."""
-    store = service.store
-    c = store._c()
-    for lo in range(0, len(data), CHUNK):
-        rows = range(lo, min(lo + CHUNK, len(data)))
-        c.insert(
-            store.templates,
-            [
-                {
-                    "template_id": f"t{i}",
-                    "watchlist": name,
-                    "subject_id": f"b{i}",
-                    "embedding": data[i].tolist(),
-                    "model_version": VERSION,
-                    "quality": 0.9,
-                    "source": "test",
-                    "created_at": 0,
-                }
-                for i in rows
-            ],
-        )
-        c.insert(
-            store.subjects,
-            [
-                {
-                    "key": f"{name}/b{i}",
-                    "watchlist": name,
-                    "subject_id": f"b{i}",
-                    "display_name": "",
-                    "category": "test",
-                    "reason": "",
-                    "expires_at": 0,
-                    "added_by": "test",
-                    "external_ref": "",
-                    "idempotency_key": "",
-                    "created_at": 0,
-                    "_v": [0.0, 0.0],
-                }
-                for i in rows
-            ],
-        )
 
 
 def test_fresh_templates_are_searched_exactly_before_the_index(milvus_uri, tmp_path, list_name):
@@ -84,13 +29,13 @@ def test_fresh_templates_are_searched_exactly_before_the_index(milvus_uri, tmp_p
     fresh = unit(rng, FRESH)
     with running_service(settings) as (service, stub):
         create(stub, list_name)
-        bulk_insert(service, list_name, bulk)
+        insert_subjects(service.store, list_name, bulk, prefix="b")
         ids = [f"b{i}" for i in range(BULK)]
         for v in fresh:  # no flush, no wait for the index: searched as soon as enrolled
             ids.append(enroll(stub, list_name, [v]).subject.subject_id)
         everyone = np.vstack([bulk, fresh])
         mates = np.concatenate([rng.choice(BULK, PROBES, replace=False), np.arange(BULK, BULK + FRESH)])
-        probes = planted(rng, everyone[mates])
+        probes = planted_near(rng, everyone[mates])
         best = np.argmax(probes @ everyone.T, axis=1)
         assert everyone.shape == (BULK + FRESH, DIM)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from services.watchlist.memindex import MemoryIndex, hamming_radius
-from tests.watchlist.helpers import DIM, unit
+from tests.watchlist.helpers import DIM, planted_near, unit
 
 N = 50_000
 PER_SUBJECT = 4  # templates per subject in the large list
@@ -22,12 +22,7 @@ STRICT = 0.6286  # FAR 1e-4
 def planted(rng: np.random.Generator, data: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Probes at cosine 0.55-0.9 to one stored template each (a genuine-like match), random elsewhere."""
     mates = rng.integers(0, len(data), count)
-    sim = rng.uniform(0.55, 0.9, count).astype(np.float32)
-    other = unit(rng, count)
-    other -= (other * data[mates]).sum(1, keepdims=True) * data[mates]
-    other /= np.linalg.norm(other, axis=1, keepdims=True)
-    p = sim[:, None] * data[mates] + np.sqrt(1 - sim**2)[:, None] * other
-    return (p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32), mates
+    return planted_near(rng, data[mates]), mates
 
 
 def load(index: MemoryIndex, data: np.ndarray) -> MemoryIndex:
