@@ -109,7 +109,7 @@ def main() -> None:
     from services.embedding.config import EmbeddingSettings
     from services.embedding.server import EmbeddingService
     from services.runtime.config import RuntimeSettings, load_settings
-    from services.runtime.model_spec import DEFAULT as FACENET
+    from services.runtime.model_spec import DEFAULT
     from services.runtime.server import start_server
 
     runtime = load_settings(RuntimeSettings)
@@ -133,11 +133,11 @@ def main() -> None:
     load_s = time.perf_counter() - load_started
     calibration = CALIBRATION_DIR
     tmp = None
-    if not path_for(FACENET.model_version, CALIBRATION_DIR).exists():
+    if not path_for(DEFAULT.model_version, CALIBRATION_DIR).exists():
         tmp = tempfile.TemporaryDirectory()
         calibration = Path(tmp.name)
         write_thresholds(
-            Thresholds(FACENET.model_id, FACENET.model_version, "cosine", 1e-3, (OperatingPoint(1e-3, 0.5),)),
+            Thresholds(DEFAULT.model_id, DEFAULT.model_version, "cosine", 1e-3, (OperatingPoint(1e-3, 0.5),)),
             calibration,
         )
     docverify = start(

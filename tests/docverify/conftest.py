@@ -76,15 +76,15 @@ def calibration_dir(tmp_path_factory):
         path_for,
         write_thresholds,
     )
-    from services.runtime.model_spec import DEFAULT as FACENET
+    from services.runtime.model_spec import DEFAULT
 
-    if path_for(FACENET.model_version, CALIBRATION_DIR).exists():
+    if path_for(DEFAULT.model_version, CALIBRATION_DIR).exists():
         return CALIBRATION_DIR
     directory = tmp_path_factory.mktemp("calibration")
     write_thresholds(
         Thresholds(
-            model_id=FACENET.model_id,
-            model_version=FACENET.model_version,
+            model_id=DEFAULT.model_id,
+            model_version=DEFAULT.model_version,
             metric="cosine",
             default_far=1e-3,
             points=(

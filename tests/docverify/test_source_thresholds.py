@@ -15,7 +15,7 @@ from PIL import Image
 
 from facegate.thresholds import CALIBRATION_DIR, load_source_thresholds, load_thresholds
 from facegate.v1 import common_pb2, docverify_pb2
-from services.runtime.model_spec import DEFAULT as FACENET
+from services.runtime.model_spec import DEFAULT
 from tests.docverify.dg2_builder import dg2_for_image
 from tests.docverify.frames import live_frame, page
 from tests.support import FACES
@@ -38,7 +38,7 @@ def verify(stub, live: bytes, **kwargs) -> docverify_pb2.VerifyResponse:
 
 @pytest.fixture(scope="module")
 def sources():
-    return load_source_thresholds(FACENET.model_version, CALIBRATION_DIR)
+    return load_source_thresholds(DEFAULT.model_version, CALIBRATION_DIR)
 
 
 def test_every_portrait_source_is_calibrated(sources) -> None:
@@ -72,7 +72,7 @@ def docset(tmp_path_factory, detection_server):
 def test_a_document_of_another_person_that_beat_the_old_threshold_is_refused(
     stub, docset, live: str, other: str, document: str
 ) -> None:
-    old = load_thresholds(FACENET.model_version, CALIBRATION_DIR).at_far(1e-3).threshold
+    old = load_thresholds(DEFAULT.model_version, CALIBRATION_DIR).at_far(1e-3).threshold
     data = (docset / other / document).read_bytes()
     portrait = {"dg2": data} if document.startswith("dg2") else {"page_scan": common_pb2.Image(data=data)}
     reply = verify(stub, (docset / live / "live.jpg").read_bytes(), **portrait)

@@ -15,7 +15,7 @@ import redis
 from facegate.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from services.embedding import metrics
 from services.embedding.crops import aligned_face
-from services.runtime.model_spec import DEFAULT as FACENET
+from services.runtime.model_spec import DEFAULT
 from tests.conftest import redis_server
 from tests.embedding.conftest import make_service
 from tests.support import connect, serve
@@ -40,9 +40,9 @@ def test_model_info_describes_the_loaded_model(service):
     _servicer, running = service
     with connect(running) as ch:
         spec = embedding_pb2_grpc.EmbeddingServiceStub(ch).GetModelInfo(embedding_pb2.GetModelInfoRequest())
-    assert spec.model_version == FACENET.model_version
+    assert spec.model_version == DEFAULT.model_version
     assert (spec.input_size, spec.dimension, spec.metric) == (160, 128, "cosine")
-    assert spec.margin == pytest.approx(FACENET.margin)
+    assert spec.margin == pytest.approx(DEFAULT.margin)
     assert spec.normalization == "per_image_standardization"
     assert spec.flip_fusion is True
     assert spec.device in ("/CPU:0", "/GPU:0")
@@ -52,13 +52,13 @@ def test_embed_returns_unit_templates_with_their_version(service, model, distinc
     _servicer, running = service
     crops = distinct_crops[:3]
     with connect(running) as ch:
-        reply = embed(ch, crops, model_version=FACENET.model_version)
+        reply = embed(ch, crops, model_version=DEFAULT.model_version)
     got = rows(reply)
     assert got.shape == (3, 128)
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     assert np.allclose(got, model.embed(np.stack(crops)), atol=1e-4)
     assert all(
-        e.model_version == FACENET.model_version and e.model_id == FACENET.model_id for e in reply.embeddings
+        e.model_version == DEFAULT.model_version and e.model_id == DEFAULT.model_id for e in reply.embeddings
     )
     assert len(reply.cache_hits) == 3
 
