@@ -797,11 +797,7 @@ def enrol_check(target: str, count: int = 20) -> None:
                     subject_id=f"enrolled-{i}",
                     templates=[
                         watchlist_pb2.TemplateInput(
-                            embedding=common_pb2.Embedding(
-                                values=v.tolist(),
-                                model_id=DEFAULT.model_id,
-                                model_version=version,
-                            )
+                            embedding=common_pb2.Embedding(values=v.tolist(), model_version=version)
                         )
                     ],
                 ),
