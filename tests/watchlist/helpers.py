@@ -53,6 +53,7 @@ def insert_subjects(
     """``len(data)`` one-template subjects (``<prefix><i>``, template ``t<i>``) of list ``name``,
     written straight into the store's collections at insert speed: no flush, no wait for the index."""
     c = store._c()
+    partition = store.insert_partition(name)
     for lo in range(0, len(data), chunk):
         rows = range(lo, min(lo + chunk, len(data)))
         c.insert(
@@ -70,6 +71,7 @@ def insert_subjects(
                 }
                 for i in rows
             ],
+            partition_name=partition,
         )
         c.insert(
             store.subjects,
