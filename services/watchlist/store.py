@@ -285,8 +285,8 @@ class MilvusStore:
         self._drop_partition(name)
 
     def _drop_partition(self, name: str) -> None:
-        """Best effort: the partition is empty by now, and a list created again under this name
-        reuses it. A server drops only a released partition."""
+        """Best effort: the partition is empty by now; if it stays (logged), a list created again
+        under this name reuses it. A server drops only a released partition."""
         c, part = self._c(), partition_of(name)
         try:
             if c.has_partition(self.templates, part):
