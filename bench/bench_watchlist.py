@@ -38,10 +38,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facegate.client import channel, wait_until_serving
 from facegate.v1 import common_pb2, watchlist_pb2_grpc
 from facegate.v1 import watchlist_pb2 as pb
 from services.runtime.config import RuntimeSettings, load_settings
@@ -209,20 +208,14 @@ def service_process(uri: str, prefix: str) -> Iterator[Any]:
     }
     cmd = [sys.executable, "-m", "services.watchlist"]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = f"127.0.0.1:{port}"
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("the watchlist service did not start") from None
-                time.sleep(0.5)
-            yield watchlist_pb2_grpc.WatchlistServiceStub(channel)
+        deadline = time.monotonic() + 300
+        while not wait_until_serving(target, timeout=2.0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the watchlist service did not start")
+        with channel(target) as ch:
+            yield watchlist_pb2_grpc.WatchlistServiceStub(ch)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
