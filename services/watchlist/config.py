@@ -59,7 +59,22 @@ class WatchlistSettings(ServiceSettings):
     search_mode: Literal["auto", "memory", "milvus"] = Field(
         "auto",
         description="memory: in-process index kept in sync with Milvus (exact scores); milvus: search in Milvus; "
-        "auto: memory for Lite (the only owner of its data), milvus for a server.",
+        "auto: memory for Lite (the only owner of its data) and for a server with a change feed, else milvus.",
+    )
+    change_feed_url: str = Field(
+        "",
+        description="Redis URL of the change feed that keeps several replicas' in-process indexes in step "
+        "on one Milvus server (every acknowledged write is published; every RPC first applies the other "
+        "replicas' writes); empty: none, so memory mode on a server must have a single replica.",
+    )
+    change_feed_timeout_s: float = Field(
+        0.5, gt=0, le=30, description="Timeout of each change-feed (Redis) call, seconds."
+    )
+    change_feed_max_len: int = Field(
+        100_000,
+        ge=1000,
+        le=10_000_000,
+        description="Changes the feed keeps; a replica that falls further behind reloads from Milvus.",
     )
     sketch_min_templates: int = Field(
         200_000,
@@ -151,5 +166,5 @@ class WatchlistSettings(ServiceSettings):
     @property
     def effective_search_mode(self) -> Literal["memory", "milvus"]:
         if self.search_mode == "auto":
-            return "memory" if self.is_lite else "milvus"
+            return "memory" if self.is_lite or self.change_feed_url else "milvus"
         return self.search_mode

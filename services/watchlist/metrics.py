@@ -26,3 +26,19 @@ TEMPLATES = Gauge("facegate_watchlist_templates", "Templates held by the in-proc
 INDEX_REBUILD_SECONDS = Gauge(
     "facegate_watchlist_index_rebuild_seconds", "Time the last in-process index rebuild from Milvus took."
 )
+FEED_APPLIED = Counter(
+    "facegate_watchlist_feed_applied_total",
+    "Other replicas' changes applied from the change feed, by kind of change.",
+    ["kind"],
+)
+FEED_RELOADS = Counter(
+    "facegate_watchlist_feed_reloads_total",
+    "Full reloads of the in-process index from Milvus forced by the change feed (epoch, gap, apply).",
+    ["reason"],
+)
+FEED_ERRORS = Counter(
+    "facegate_watchlist_feed_errors_total", "Change-feed calls that failed, by operation.", ["operation"]
+)
+FEED_UNSENT = Gauge(
+    "facegate_watchlist_feed_unsent", "This replica's acknowledged changes the change feed has not taken yet."
+)

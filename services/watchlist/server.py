@@ -1,8 +1,10 @@
 """gRPC servicer for the watchlist service: validation, orchestration and proto conversion.
 
 Storage is Milvus (``store.py``); searches run either in the in-process exact index kept in step
-with Milvus (``memindex.py``, the default for Milvus Lite) or in Milvus itself (the default for a
-server). Writes are serialised by one lock: they are admin operations, and serialising them makes
+with Milvus (``memindex.py``, the default for Milvus Lite and for a server with a change feed) or in
+Milvus itself (a server without one). With several replicas on one server, the change feed
+(``changefeed.py``) carries each replica's acknowledged writes to the others before their next RPC.
+Writes are serialised by one lock: they are admin operations, and serialising them makes
 idempotency checks and the index update atomic with the Milvus write.
 """
 
@@ -38,8 +40,9 @@ from services.runtime.errors import (
     Unavailable,
 )
 from services.runtime.server import run_service
-from services.watchlist import metrics, validation
+from services.watchlist import changefeed, metrics, validation
 from services.watchlist.catalogue import TEMPLATE_META, Catalogue, MemoryCatalogue, MilvusCatalogue
+from services.watchlist.changefeed import ChangeFeed, Replication
 from services.watchlist.config import WatchlistSettings
 from services.watchlist.memindex import Hit, MemoryIndex
 from services.watchlist.store import ListRow, MilvusStore, SubjectRow, TemplateRow, now_ms, subject_key
@@ -84,6 +87,25 @@ def serialised(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def synced(fn: F) -> F:
+    """First apply the other replicas' writes from the change feed (if there is one), so this RPC
+    sees every write acknowledged before it began; UNAVAILABLE when the feed cannot be read."""
+
+    @functools.wraps(fn)
+    def wrapper(self: WatchlistService, *args: Any, **kwargs: Any) -> Any:
+        if self.replication is not None:
+            self.replication.sync()
+        return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def feed_key(settings: WatchlistSettings) -> str:
+    """One feed per Milvus collection set: the server, its database and the collection prefix."""
+    where = hashlib.sha256(f"{settings.milvus_uri}|{settings.milvus_db}".encode()).hexdigest()[:12]
+    return f"facegate:watchlist:{where}:{settings.milvus_db or 'default'}:{settings.collection_prefix}"
+
+
 def _ts(ms: int, target: Any) -> None:
     if ms:
         target.FromMilliseconds(int(ms))
@@ -97,22 +119,39 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         self.runtime = runtime
         self.mode = settings.effective_search_mode
         self.store = MilvusStore(settings)
-        self.index = (
-            MemoryIndex(
-                settings.dimension,
-                sketch_bits=settings.sketch_bits,
-                sketch_min_templates=settings.sketch_min_templates,
-                miss_probability=settings.sketch_miss_probability,
-                max_candidates=settings.sketch_max_candidates,
-            )
-            if self.mode == "memory"
-            else None
-        )
+        self.index = self._new_index() if self.mode == "memory" else None
         self._write = threading.RLock()
         self._lists: dict[str, ListRow] = {}
         self._memory = MemoryCatalogue() if self.mode == "memory" else None
         self.catalogue: Catalogue = self._memory or MilvusCatalogue(self.store)
         self._calibration_dir = settings.calibration_dir or CALIBRATION_DIR
+        self.replication: Replication | None = None
+        if settings.change_feed_url:
+            feed = ChangeFeed(
+                settings.change_feed_url,
+                feed_key(settings),
+                timeout_s=settings.change_feed_timeout_s,
+                max_len=settings.change_feed_max_len,
+            )
+            # A replica searching in Milvus only publishes (a memory replica on the same server
+            # needs its writes); a memory replica also follows.
+            self.replication = Replication(
+                feed,
+                apply=self._apply_change,
+                reload=self._reload_from_store,
+                lock=self._write,
+                follow=self.mode == "memory",
+            )
+
+    def _new_index(self) -> MemoryIndex:
+        s = self.settings
+        return MemoryIndex(
+            s.dimension,
+            sketch_bits=s.sketch_bits,
+            sketch_min_templates=s.sketch_min_templates,
+            miss_probability=s.sketch_miss_probability,
+            max_candidates=s.sketch_max_candidates,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -120,6 +159,8 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         watchlist_pb2_grpc.add_WatchlistServiceServicer_to_server(self, server)
 
     def warmup(self) -> None:
+        if self.replication is not None:
+            self.replication.mark()  # before the load: later changes are applied on top of it
         self.store.open()
         with self._write:
             self._lists = {row.name: row for row in self.store.all_lists()}
@@ -130,12 +171,15 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             extra={
                 "backend": self.backend,
                 "search_mode": self.mode,
+                "change_feed": self.replication is not None,
                 "lists": len(self._lists),
                 "server_version": self.store.server_version,
             },
         )
 
     def close(self) -> None:
+        if self.replication is not None:
+            self.replication.close()
         self.store.close()
 
     @property
@@ -165,6 +209,79 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         metrics.INDEX_REBUILD_SECONDS.set(elapsed)
         metrics.TEMPLATES.set(self.index.total())
         log.info("index rebuilt", extra={"templates": self.index.total(), "seconds": round(elapsed, 2)})
+
+    # -- change feed -------------------------------------------------------------------------------
+
+    def _reload_from_store(self) -> None:
+        """Rebuild lists, catalogue and index from Milvus (under the write lock), after a Strong
+        barrier so every write any replica acknowledged is read."""
+        self.store.barrier()
+        self._lists = {row.name: row for row in self.store.all_lists()}
+        self.index = self._new_index()
+        self._memory = MemoryCatalogue()
+        self.catalogue = self._memory
+        self._rebuild_index()
+
+    def _apply_change(self, kind: str, payload: dict[str, Any]) -> None:
+        """Apply another replica's acknowledged write to this replica's lists, catalogue and index.
+        Idempotent: right after a reload, a change may already be in what was loaded."""
+        handlers = {
+            changefeed.LIST_CREATED: self._apply_list_created,
+            changefeed.LIST_DROPPED: self._apply_list_dropped,
+            changefeed.SUBJECT_ENROLLED: self._apply_enrolled,
+            changefeed.TEMPLATES_ADDED: self._apply_added,
+            changefeed.SUBJECT_REMOVED: self._apply_removed,
+        }
+        if kind not in handlers:
+            raise ValueError(f"unknown change kind {kind!r}")
+        handlers[kind](payload)
+        assert self.index is not None
+        metrics.TEMPLATES.set(self.index.total())
+
+    def _apply_list_created(self, payload: dict[str, Any]) -> None:
+        row = ListRow(**payload["list"])
+        self._lists.setdefault(row.name, row)
+
+    def _apply_list_dropped(self, payload: dict[str, Any]) -> None:
+        assert self.index is not None and self._memory is not None
+        name = payload["watchlist"]
+        if self._lists.pop(name, None) is not None:
+            self.index.drop_list(name)
+            self._memory.dropped(name)
+
+    def _apply_enrolled(self, payload: dict[str, Any]) -> None:
+        assert self._memory is not None
+        subject = SubjectRow(**payload["subject"])
+        if subject.watchlist not in self._lists or self._memory.get_subject(
+            subject.watchlist, subject.subject_id
+        ):
+            return  # the list is gone, or the subject is already held
+        templates = changefeed.decode_templates(payload["templates"])
+        self._memory.enrolled(subject, templates)
+        self._index_add(templates)
+
+    def _apply_added(self, payload: dict[str, Any]) -> None:
+        assert self._memory is not None
+        templates = changefeed.decode_templates(payload["templates"])
+        if not templates or self._memory.get_subject(templates[0].watchlist, templates[0].subject_id) is None:
+            return  # removed since
+        held = {
+            t.template_id for t in self._memory.templates_of(templates[0].watchlist, templates[0].subject_id)
+        }
+        fresh = [t for t in templates if t.template_id not in held]
+        self._memory.added(fresh)
+        self._index_add(fresh)
+
+    def _apply_removed(self, payload: dict[str, Any]) -> None:
+        assert self.index is not None and self._memory is not None
+        watchlist, sid = payload["watchlist"], payload["subject_id"]
+        if self._memory.get_subject(watchlist, sid) is not None:
+            self._memory.removed(watchlist, sid)
+            self.index.remove_subject(watchlist, sid)
+
+    def _publish(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.replication is not None:
+            self.replication.publish(kind, payload)
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -293,6 +410,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
     # -- watchlists --------------------------------------------------------------------------------
 
     @milvus_errors
+    @synced
     def CreateWatchlist(
         self, request: pb.CreateWatchlistRequest, context: grpc.ServicerContext
     ) -> pb.Watchlist:
@@ -307,9 +425,11 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             row = ListRow(name, request.description, int(request.kind), version, now_ms())
             self.store.put_list(row)
             self._lists[name] = row
+            self._publish(changefeed.LIST_CREATED, changefeed.list_payload(row))
         return self._watchlist_pb(row, counts=False)
 
     @milvus_errors
+    @synced
     @serialised
     def ListWatchlists(self, request: pb.ListWatchlistsRequest, context: grpc.ServicerContext) -> Any:
         lists = self._lists.values() if self._memory is not None else self.store.all_lists()
@@ -317,6 +437,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return pb.ListWatchlistsResponse(watchlists=[self._watchlist_pb(r) for r in rows])
 
     @milvus_errors
+    @synced
     def DeleteWatchlist(self, request: pb.DeleteWatchlistRequest, context: grpc.ServicerContext) -> Any:
         with self._write:
             lst = self._list(request.name, "name")
@@ -328,11 +449,13 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             self.catalogue.dropped(lst.name)
             if self.index is not None:
                 metrics.TEMPLATES.set(self.index.total())
+            self._publish(changefeed.LIST_DROPPED, {"watchlist": lst.name})
         return pb.DeleteWatchlistResponse(subjects_removed=subjects, templates_removed=templates)
 
     # -- subjects ----------------------------------------------------------------------------------
 
     @milvus_errors
+    @synced
     def EnrollSubject(self, request: pb.EnrollSubjectRequest, context: grpc.ServicerContext) -> Any:
         key = validation.idempotency_key(request.idempotency_key)
         sid = validation.subject_id(request.subject_id) if request.subject_id else ""
@@ -364,10 +487,12 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             self.store.put_subject(subject, templates)
             self.catalogue.enrolled(subject, templates)
             self._index_add(templates)
+            self._publish(changefeed.SUBJECT_ENROLLED, changefeed.enrolled_payload(subject, templates))
             metrics.ENROLMENTS.labels("created").inc()
         return pb.EnrollSubjectResponse(subject=self._subject_pb(subject, templates), created=True)
 
     @milvus_errors
+    @synced
     def AddTemplates(self, request: pb.AddTemplatesRequest, context: grpc.ServicerContext) -> Any:
         sid = validation.subject_id(request.subject_id)
         with self._write:
@@ -379,9 +504,11 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             self.store.put_templates(templates)
             self.catalogue.added(templates)
             self._index_add(templates)
+            self._publish(changefeed.TEMPLATES_ADDED, {"templates": changefeed.encode_templates(templates)})
         return pb.AddTemplatesResponse(template_ids=[t.template_id for t in templates])
 
     @milvus_errors
+    @synced
     def RemoveSubject(self, request: pb.RemoveSubjectRequest, context: grpc.ServicerContext) -> Any:
         sid = validation.subject_id(request.subject_id)
         with self._write:
@@ -399,9 +526,11 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                 self.index.remove_subject(lst.name, sid)
                 metrics.TEMPLATES.set(self.index.total())
             metrics.REMOVALS.inc()
+            self._publish(changefeed.SUBJECT_REMOVED, {"watchlist": lst.name, "subject_id": sid})
         return pb.RemoveSubjectResponse(templates_removed=len(templates))
 
     @milvus_errors
+    @synced
     @serialised
     def GetSubject(self, request: pb.GetSubjectRequest, context: grpc.ServicerContext) -> pb.Subject:
         sid = validation.subject_id(request.subject_id)
@@ -412,6 +541,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return self._subject_pb(subject, self.catalogue.templates_of(lst.name, sid))
 
     @milvus_errors
+    @synced
     @serialised
     def ListSubjects(self, request: pb.ListSubjectsRequest, context: grpc.ServicerContext) -> Any:
         s = self.settings
@@ -451,6 +581,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return float(point.threshold), float(point.far)
 
     @milvus_errors
+    @synced
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
         s = self.settings
         if not request.probes:
@@ -545,6 +676,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
     # -- stats -------------------------------------------------------------------------------------
 
     @milvus_errors
+    @synced
     @serialised
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
         s = self.settings

@@ -1,8 +1,10 @@
 """Watchlist fixtures: the same contract tests run against Milvus Lite and a real Milvus server.
 
 ``backend`` is parametrised over both (and over Lite searched by Milvus instead of the in-process
-index, and over Lite with the in-process sign sketch used for every list, however small); the server (Milvus 2.3.5 standalone from the `milvus`
-wheel) starts once per session on free loopback ports and is stopped at the end, pass or fail.
+index, over Lite with the in-process sign sketch used for every list, however small, and over the
+server with in-process search kept in step by the change feed in Redis); the server (Milvus 2.3.5
+standalone from the `milvus` wheel) starts once per session on free loopback ports and is stopped
+at the end, pass or fail.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Backend:
     server_uri: str = ""
     search_mode: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)
+    prefix: str = "t"  # of the collections: two backends on one server must not share them
 
     def settings(self, store: str = "main", **overrides: Any) -> WatchlistSettings:
         """Settings for an isolated store: its own Lite file, or its own collections on the server."""
@@ -41,7 +44,7 @@ class Backend:
         calibration.mkdir(exist_ok=True)
         values: dict[str, Any] = {
             "MILVUS_URI": uri,
-            "collection_prefix": f"t_{store}",
+            "collection_prefix": f"{self.prefix}_{store}",
             "calibration_dir": calibration,
             "port": 0,
             "metrics_port": -1,
@@ -58,11 +61,19 @@ def milvus_uri() -> Iterator[str]:
         yield running.uri
 
 
-@pytest.fixture(scope="session", params=["lite", "lite_sketch", "lite_milvus_search", "server"])
+@pytest.fixture(
+    scope="session", params=["lite", "lite_sketch", "lite_milvus_search", "server", "server_feed"]
+)
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
     root = tmp_path_factory.mktemp(f"watchlist-{request.param}")
     if request.param == "server":
         return Backend("server", root, request.getfixturevalue("milvus_uri"))
+    if request.param == "server_feed":
+        # The server with every replica searching in process, kept in step by the change feed.
+        feed = {"change_feed_url": request.getfixturevalue("redis_url")}
+        return Backend(
+            request.param, root, request.getfixturevalue("milvus_uri"), overrides=feed, prefix="tf"
+        )
     if request.param == "lite_milvus_search":
         # Lite searched by Milvus itself rather than the in-process index (FACEGATE_WATCHLIST_SEARCH_MODE=milvus)
         return Backend(request.param, root, search_mode="milvus")
