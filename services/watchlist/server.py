@@ -10,6 +10,9 @@ idempotency checks and the index update atomic with the Milvus write.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import json
@@ -19,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -51,6 +54,8 @@ from services.watchlist.tokens import decode_page_token, encode_page_token
 log = logging.getLogger("facegate.watchlist")
 
 MAX_TOP_K = 100
+#: Templates turned into one float32 block at a time while the index is rebuilt.
+REBUILD_BATCH = 10_000
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -85,6 +90,24 @@ def serialised(fn: F) -> F:
             return fn(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def release_freed_memory() -> None:
+    """Hand the pages freed after a rebuild back to the OS (glibc keeps them otherwise: measured
+    1,606 -> 1,244 MiB RSS at 200k templates). A no-op where there is no glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def synced(fn: F) -> F:
@@ -187,24 +210,39 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         return "milvus-lite" if self.settings.is_lite else "milvus-server"
 
     def _rebuild_index(self) -> None:
-        """Load every subject and template of every known list from Milvus (the system of record)."""
+        """Load every subject and template of every known list from Milvus (the system of record).
+
+        Streamed in batches: each batch's vectors become one float32 block at once and the catalogue
+        keeps the templates' metadata only. Holding the rows as Milvus returns them (128 Python
+        floats each, ~4 KB a template) took 2.3 GiB of RSS at 200k templates and 7.7 GiB at 1M.
+        """
         assert self.index is not None and self._memory is not None
         start = time.perf_counter()
         subjects = [s for s in self.store.all_subjects() if s.watchlist in self._lists]
-        fields = [*TEMPLATE_META, "embedding"]
-        rows = list(self.store.iter_templates(fields))
-        templates = [TemplateRow(**{k: r[k] for k in fields}) for r in rows if r["watchlist"] in self._lists]
-        self._memory.load(subjects, templates)
-        per_list: dict[str, tuple[list[str], list[str], list[Any]]] = defaultdict(lambda: ([], [], []))
-        for t in templates:
-            if subject_key(t.watchlist, t.subject_id) not in self._memory.subjects:
-                continue  # an enrolment that stopped half-way: the subject row decides
-            sids, tids, vectors = per_list[t.watchlist]
-            sids.append(t.subject_id)
-            tids.append(t.template_id)
-            vectors.append(t.embedding)
-        for name, (sids, tids, vectors) in per_list.items():
-            self.index.load(name, sids, tids, np.asarray(vectors, dtype=np.float32))
+        held = {s.key for s in subjects}
+        metas: list[TemplateRow] = []
+        per_list: dict[str, tuple[list[str], list[str], list[np.ndarray]]] = defaultdict(lambda: ([], [], []))
+        for batch in _batches(self.store.iter_templates([*TEMPLATE_META, "embedding"]), REBUILD_BATCH):
+            batch = [r for r in batch if r["watchlist"] in self._lists]
+            metas += [TemplateRow(**{k: r[k] for k in TEMPLATE_META}) for r in batch]
+            # An enrolment that stopped half-way (templates, no subject row): the subject row decides.
+            batch = [r for r in batch if subject_key(r["watchlist"], r["subject_id"]) in held]
+            if not batch:
+                continue
+            vectors = np.asarray([r["embedding"] for r in batch], dtype=np.float32)
+            rows_of: dict[str, list[int]] = defaultdict(list)
+            for i, r in enumerate(batch):
+                rows_of[r["watchlist"]].append(i)
+            for name, rows in rows_of.items():
+                sids, tids, blocks = per_list[name]
+                sids += [batch[i]["subject_id"] for i in rows]
+                tids += [batch[i]["template_id"] for i in rows]
+                blocks.append(vectors[rows])
+        self._memory.load(subjects, metas)
+        for name, (sids, tids, blocks) in per_list.items():
+            self.index.load(name, sids, tids, np.concatenate(blocks))
+        del per_list
+        release_freed_memory()
         elapsed = time.perf_counter() - start
         metrics.INDEX_REBUILD_SECONDS.set(elapsed)
         metrics.TEMPLATES.set(self.index.total())
