@@ -35,6 +35,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -192,30 +193,50 @@ def service(settings: WatchlistSettings) -> Iterator[tuple[Any, float, Watchlist
         svc.close()
 
 
+@dataclass
+class Started:
+    """A service process once SERVING: its stub, seconds to SERVING, and its resident memory."""
+
+    stub: Any
+    seconds: float
+    pid: int
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
 @contextlib.contextmanager
-def service_process(uri: str, prefix: str) -> Iterator[Any]:
-    """The service as deployed: its own process (``python -m services.watchlist``), searching in
-    Milvus, so the bench's client threads do not share its interpreter. Yields a stub once SERVING."""
+def service_process(uri: str, prefix: str, feed_url: str = "") -> Iterator[Started]:
+    """The service as deployed: its own process (``python -m services.watchlist``), so the bench's
+    client threads do not share its interpreter. Without ``feed_url`` it searches in Milvus; with one
+    it keeps the in-process index, kept in step by that change feed (several-replica deployments)."""
     port = free_ports(1)[0]
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
         "MILVUS_URI": uri,
         "FACEGATE_WATCHLIST_COLLECTION_PREFIX": prefix,
-        "FACEGATE_WATCHLIST_SEARCH_MODE": "milvus",
+        "FACEGATE_WATCHLIST_SEARCH_MODE": "memory" if feed_url else "milvus",
+        "FACEGATE_WATCHLIST_CHANGE_FEED_URL": feed_url,
         "FACEGATE_WATCHLIST_PORT": str(port),
         "FACEGATE_WATCHLIST_METRICS_PORT": "-1",
     }
     cmd = [sys.executable, "-m", "services.watchlist"]
+    started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 1800
         while not wait_until_serving(target, timeout=2.0):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the watchlist service did not start")
         with channel(target) as ch:
-            yield watchlist_pb2_grpc.WatchlistServiceStub(ch)
+            yield Started(
+                watchlist_pb2_grpc.WatchlistServiceStub(ch), time.perf_counter() - started, proc.pid
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -471,7 +492,12 @@ def measure_sketch(
 
 
 def run(
-    sizes: list[int], queries: int, slow_queries: int, enrolments: int, server_sizes: list[int]
+    sizes: list[int],
+    queries: int,
+    slow_queries: int,
+    enrolments: int,
+    server_sizes: list[int],
+    feed_url: str = "",
 ) -> dict[str, Any]:
     rng = np.random.default_rng(20261128)
     out: dict[str, Any] = {
@@ -485,6 +511,7 @@ def run(
         "sketch": [],
         "index_mem": {},
         "server_index": {},
+        "process": {},
     }
     work = Path(tempfile.mkdtemp(prefix="facegate-bench-wl-"))
     # Milvus Lite flushes its data files again at interpreter exit; registered first, this runs last.
@@ -537,17 +564,16 @@ def run(
                     out["load"][("server", n)] = bulk_load(settings, datasets[n])
                     out["server_index"][n] = dict(INDEX_STATE)
                     out["size"][("server", n)] = du(work / "server") - before
-                    with service_process(running.uri, prefix) as stub:
-                        out["gate"].append(("server+milvus", n, measure_gate(stub, gate[n], GATE_THRESHOLD)))
-                        out["rows"].append(
-                            (
-                                "server+milvus",
-                                n,
-                                measure_search(stub, probes[n], mates[n], truth[n], batched[n]),
-                            )
-                        )
-                        if n == server_sizes[0]:
-                            out["enrol"]["server+milvus"] = measure_enrol(stub, rng, enrolments)
+                    for label, feed in (("server+milvus", ""), ("server+memory (feed)", feed_url)):
+                        with service_process(running.uri, prefix, feed) as started:
+                            stub = started.stub
+                            out["gate"].append((label, n, measure_gate(stub, gate[n], GATE_THRESHOLD)))
+                            row = measure_search(stub, probes[n], mates[n], truth[n], batched[n])
+                            out["rows"].append((label, n, row))
+                            if n == server_sizes[0]:
+                                out["enrol"][label] = measure_enrol(stub, rng, enrolments)
+                            if feed:
+                                out["process"][n] = (started.seconds, started.rss_mib())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -591,6 +617,9 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
         "`lite+memory` is the default (`make run`): Milvus Lite is the system of record, the in-process exact",
         "index serves searches. `server+milvus` is the default whenever `MILVUS_URI` is a server; its",
         "rows run the service in its own process, as deployed (the Lite rows run it in the bench's).",
+        "`server+memory (feed)` is a server deployment with the change feed (Redis): Milvus is the system",
+        "of record, each replica searches its in-process index and applies the other replicas' writes",
+        "before every call (one Redis round trip per Search is part of these numbers).",
         "",
         "## In-process index alone (no gRPC), ms",
         "",
@@ -689,6 +718,11 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
         lines.append(
             f"| in-process index arrays (vectors + sketch), {n:,} templates, MiB | {b / 2**20:.0f} |"
         )
+    for n, (sec, rss) in out["process"].items():
+        lines.append(
+            f"| server+memory (feed) service process, {n:,} templates: s to SERVING (reads every template "
+            f"from the server), RSS MiB | {sec:.0f} s, {rss:,.0f} MiB |"
+        )
     for n, sec in out["rebuild"].items():
         lines.append(
             f"| service start incl. in-process index rebuild from Lite, {n:,} templates, s | {sec:.2f} |"
@@ -716,6 +750,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--slow-queries", type=int, default=30, help="queries for Lite's own search")
     parser.add_argument("--enrolments", type=int, default=100)
+    parser.add_argument(
+        "--feed-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis of the change feed for the server+memory rows",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     INDEX_WAIT_S = args.index_wait
     started = time.perf_counter()
@@ -725,6 +764,7 @@ def main(argv: list[str] | None = None) -> None:
         args.slow_queries,
         args.enrolments,
         [int(x) for x in args.server_sizes.split(",") if x],
+        args.feed_url,
     )
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(render(out, args, time.perf_counter() - started))
