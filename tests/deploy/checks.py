@@ -408,6 +408,7 @@ CALL_GRAPH = {
     ("docverify", "embedding"),
     ("embedding", "redis"),
     ("watchlist", "milvus"),
+    ("watchlist", "redis"),  # the change feed between replicas
 }
 #: Service ports of the parties that are not facegate servers.
 STORE_PORTS = {"redis": 6379, "milvus": 19530}

@@ -32,7 +32,7 @@ def test_only_the_watchlist_reaches_milvus_and_only_gateway_is_public(rendered) 
         return {src for src, dst, _ in allowed if dst == app and src not in checks.UNRESTRICTED}
 
     assert callers_of("detection") == callers_of("embedding") == {"gateway", "docverify"}
-    assert callers_of("redis") == {"gateway", "embedding"}
+    assert callers_of("redis") == {"gateway", "embedding", "watchlist"}
     assert {(dst, port) for src, dst, port in allowed if src == "monitoring"} == {
         *((app, ports[1]) for app, ports in checks.SERVICES.items()),
         ("milvus", 9091),
