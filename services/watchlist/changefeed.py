@@ -259,11 +259,13 @@ class Replication:
                 self._position += 1
 
     def _full_reload(self, reason: str) -> None:
+        """Reload from Milvus. The position (epoch included) is taken before the load and adopted
+        after it, so calls that arrive meanwhile fail the fast check and wait for the lock."""
         start = time.perf_counter()
-        self._epoch = self.feed.ensure_epoch()
+        epoch = self.feed.ensure_epoch()
         head = self.feed.head()
         self._reload()
-        self._applied, self._position = head.last_id, head.added
+        self._epoch, self._applied, self._position = epoch, head.last_id, head.added
         metrics.FEED_RELOADS.labels(reason).inc()
         log.warning(
             "in-process index reloaded from Milvus",

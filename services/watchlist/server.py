@@ -187,8 +187,8 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         self.store.open()
         with self._write:
             self._lists = {row.name: row for row in self.store.all_lists()}
-            if self.index is not None:
-                self._rebuild_index()
+            if self.index is not None and self._memory is not None:
+                self._rebuild_index(self._lists, self.index, self._memory)
         log.info(
             "watchlist store open",
             extra={
@@ -209,21 +209,21 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
     def backend(self) -> str:
         return "milvus-lite" if self.settings.is_lite else "milvus-server"
 
-    def _rebuild_index(self) -> None:
-        """Load every subject and template of every known list from Milvus (the system of record).
+    def _rebuild_index(self, lists: dict[str, ListRow], index: MemoryIndex, memory: MemoryCatalogue) -> None:
+        """Load every subject and template of ``lists`` from Milvus (the system of record) into
+        ``index`` and ``memory``.
 
         Streamed in batches: each batch's vectors become one float32 block at once and the catalogue
         keeps the templates' metadata only. Holding the rows as Milvus returns them (128 Python
         floats each, ~4 KB a template) took 2.3 GiB of RSS at 200k templates and 7.7 GiB at 1M.
         """
-        assert self.index is not None and self._memory is not None
         start = time.perf_counter()
-        subjects = [s for s in self.store.all_subjects() if s.watchlist in self._lists]
+        subjects = [s for s in self.store.all_subjects() if s.watchlist in lists]
         held = {s.key for s in subjects}
         metas: list[TemplateRow] = []
         per_list: dict[str, tuple[list[str], list[str], list[np.ndarray]]] = defaultdict(lambda: ([], [], []))
         for batch in _batches(self.store.iter_templates([*TEMPLATE_META, "embedding"]), REBUILD_BATCH):
-            batch = [r for r in batch if r["watchlist"] in self._lists]
+            batch = [r for r in batch if r["watchlist"] in lists]
             metas += [TemplateRow(**{k: r[k] for k in TEMPLATE_META}) for r in batch]
             # An enrolment that stopped half-way (templates, no subject row): the subject row decides.
             batch = [r for r in batch if subject_key(r["watchlist"], r["subject_id"]) in held]
@@ -238,27 +238,27 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                 sids += [batch[i]["subject_id"] for i in rows]
                 tids += [batch[i]["template_id"] for i in rows]
                 blocks.append(vectors[rows])
-        self._memory.load(subjects, metas)
+        memory.load(subjects, metas)
         for name, (sids, tids, blocks) in per_list.items():
-            self.index.load(name, sids, tids, np.concatenate(blocks))
+            index.load(name, sids, tids, np.concatenate(blocks))
         del per_list
         release_freed_memory()
         elapsed = time.perf_counter() - start
         metrics.INDEX_REBUILD_SECONDS.set(elapsed)
-        metrics.TEMPLATES.set(self.index.total())
-        log.info("index rebuilt", extra={"templates": self.index.total(), "seconds": round(elapsed, 2)})
+        metrics.TEMPLATES.set(index.total())
+        log.info("index rebuilt", extra={"templates": index.total(), "seconds": round(elapsed, 2)})
 
     # -- change feed -------------------------------------------------------------------------------
 
     def _reload_from_store(self) -> None:
         """Rebuild lists, catalogue and index from Milvus (under the write lock), after a Strong
-        barrier so every write any replica acknowledged is read."""
+        barrier so every write any replica acknowledged is read. Built aside and swapped in at the
+        end: a search never sees a half-loaded index (which could miss a wanted person)."""
         self.store.barrier()
-        self._lists = {row.name: row for row in self.store.all_lists()}
-        self.index = self._new_index()
-        self._memory = MemoryCatalogue()
-        self.catalogue = self._memory
-        self._rebuild_index()
+        lists = {row.name: row for row in self.store.all_lists()}
+        index, memory = self._new_index(), MemoryCatalogue()
+        self._rebuild_index(lists, index, memory)
+        self._lists, self.index, self._memory, self.catalogue = lists, index, memory, memory
 
     def _apply_change(self, kind: str, payload: dict[str, Any]) -> None:
         """Apply another replica's acknowledged write to this replica's lists, catalogue and index.

@@ -105,15 +105,35 @@ def test_a_replica_behind_a_trimmed_feed_reloads_from_milvus(server_backend, lis
         settings = server_backend.settings(store="feed", change_feed_url=url)
         with replicas(settings) as [(_a, stub_a), (b, stub_b)]:
             create(stub_a, list_name)
-            search(stub_b, [unit(rng)], [list_name])  # b has caught up to here
+            first = enroll(stub_a, list_name, [unit(rng)]).subject.subject_id
+            search(stub_b, [unit(rng)], [list_name])  # b has caught up to here: 1 template
+            held = b.index.template_count(list_name)
             faces = unit(rng, 3)
             sids = [enroll(stub_a, list_name, [f]).subject.subject_id for f in faces]
             client = redis.Redis.from_url(url)
             client.xtrim(b.replication.feed.stream, maxlen=0, approximate=False)  # b's changes are gone
+
+            # While the reload builds, the index b serves is still the whole old one: a search
+            # that got in meanwhile could not miss what b held before.
+            served: list[tuple[bool, int]] = []
+            rebuild = b._rebuild_index
+
+            def watched(lists, index, memory):
+                served.append((b.index is not index, b.index.template_count(list_name)))
+                rebuild(lists, index, memory)
+                served.append((b.index is not index, b.index.template_count(list_name)))
+
+            b._rebuild_index = watched
             before = reloads("gap")
             for face, sid in zip(faces, sids, strict=True):
                 assert found(stub_b, near(rng, face), [list_name]) == [(list_name, sid)]
             assert reloads("gap") == before + 1
+            assert (held, served) == (1, [(True, 1), (True, 1)])
+            assert b.index.template_count(list_name) == 4
+            assert (
+                stub_b.GetSubject(pb.GetSubjectRequest(watchlist=list_name, subject_id=first)).subject_id
+                == first
+            )
 
 
 def test_a_feed_redis_lost_is_rebuilt_and_every_replica_reloads(server_backend, list_name):
