@@ -70,15 +70,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_server(*extra_args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A private ``redis-server`` on a free loopback port, in memory only; stopped on exit.
+def redis_server(*extra_args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A private ``redis-server`` on a free loopback port (or ``port``: a restart at the same
+    address, empty), in memory only; stopped on exit.
 
     Yields (url, process): a test may stop the process itself to simulate an outage.
     """
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed; the tests need it (e.g. `apt-get install redis-server`)")
-    port = _free_port()
+    port = port or _free_port()
     args = [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen([*args, *extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
