@@ -360,6 +360,16 @@ def overhead_split(b: dict[str, float], total: float) -> dict[str, float]:
     }
 
 
+def transport_floor(people: list[dict[str, Any]]) -> dict[str, Any]:
+    """:mod:`bench.hop_floor` with this run's mean image sizes (after the stack has stopped)."""
+    from bench.hop_floor import decision_hops, floor
+
+    def mean_len(key: str) -> int:
+        return round(sum(len(p[key]) for p in people) / len(people))
+
+    return floor(decision_hops(mean_len("live"), mean_len("portrait_jpeg"), mean_len("dg2")))
+
+
 # ---- the peer -------------------------------------------------------------------------------------
 
 _PEER: dict[str, Any] = {}
@@ -530,6 +540,22 @@ def render(res: dict[str, Any]) -> str:
         f"| docverify's own work (MRZ, DG2, judging, outside its detect and embed stages) | "
         f"{o['docverify_own']:.1f} |",
         "",
+    ]
+    if res.get("floor"):
+        from bench.hop_floor import render as render_floor
+
+        lines += [
+            "## The gRPC transport floor",
+            "",
+            "What the five hops of a decision cost with no work behind them (`bench/hop_floor.py`): a "
+            "no-op server started by the runtime's bootstrap in its own process, called through the "
+            f"client layer with this run's mean message sizes, the callee idle {res['floor']['gap_ms']:.0f} "
+            f"ms before each call as between a decision's calls; {res['floor']['calls']} calls per hop.",
+            "",
+            *render_floor(res["floor"], one["mean"]),
+            "",
+        ]
+    lines += [
         "## Concurrent kiosks",
         "",
         "| kiosks | decisions | throughput /s | p50 ms | p99 ms | outcomes | errors |",
@@ -606,7 +632,12 @@ def bars(res: dict[str, Any]) -> list[str]:
     rows.append(
         (
             "service overhead <= 10%",
-            f"{100 * o['share']:.1f}% ({o['overhead']:.1f} of {o['total']:.1f} ms)",
+            f"{100 * o['share']:.1f}% ({o['overhead']:.1f} of {o['total']:.1f} ms)"
+            + (
+                f"; the five gRPC hops alone, with no work: {res['floor']['total_p50']:.1f} ms"
+                if res.get("floor")
+                else ""
+            ),
             o["share"] <= 0.10,
         )
     )
@@ -692,6 +723,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-client", type=int, default=0, help="requests per kiosk (0: 48 / kiosks, >= 6)")
     parser.add_argument("--peer-per-process", type=int, default=12)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip the gRPC transport floor")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for every service")
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
@@ -747,6 +779,10 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  peer {procs} proc: {r['throughput']:.2f}/s p50 {r['p50']:.0f}", flush=True)
         else:
             res["peer_error"] = "--no-peer"
+        if not args.no_floor:
+            print("the gRPC transport floor (no-op calls of a decision's sizes) …", flush=True)
+            res["floor"] = transport_floor(people)
+            print(f"  {res['floor']['total_p50']:.1f} ms", flush=True)
     finally:
         shutil.rmtree(var, ignore_errors=True)
     res["uptime_after"] = uptime()

@@ -71,3 +71,21 @@ def test_bars_follow_the_runs_numbers() -> None:
     assert _bar(bad, "one kiosk p50").endswith("| no |")
     assert _bar(bad, "throughput never falls").endswith("| no |")
     assert "2.66x" in _bar(bad, ">= 3x") and _bar(bad, ">= 3x").endswith("| no |")
+
+
+def test_the_transport_floor_is_reported_beside_the_overhead_bar() -> None:
+    floor = {
+        "rows": [
+            {"hop": f"hop {i}", "request_kb": 1.0, "reply_kb": 2.0, "p50": 1.5, "mean": 1.6} for i in range(5)
+        ],
+        "total_p50": 7.5,
+        "gap_ms": 30.0,
+        "calls": 100,
+    }
+    report = render({**_result([6.0, 7.0, 9.7], p50=150, peer=3.2), "floor": floor})
+    assert "## The gRPC transport floor" in report
+    assert "| **all five, one after another** | | | **7.5** | |" in report
+    # 7.5 of the 151.3 ms mean decision; the bar's 10% leaves 15.1 ms
+    assert "5% of this run's mean decision (151.3 ms); the 10% bar leaves 15.1 ms" in report
+    assert _bar(report, "service overhead").endswith("the five gRPC hops alone, with no work: 7.5 ms | no |")
+    assert "## The gRPC transport floor" not in render(_result([6.0, 7.0, 9.7], p50=150, peer=3.2))
