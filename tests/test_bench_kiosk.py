@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.bench_kiosk import overhead_split, render
+from bench.bench_kiosk import combine, overhead_split, render
 
 #: One decision as the 17:14 quiet run measured it (bench/results/kiosk.md), plus an audit stage.
 BREAKDOWN = {
@@ -89,3 +89,32 @@ def test_the_transport_floor_is_reported_beside_the_overhead_bar() -> None:
     assert "5% of this run's mean decision (151.3 ms); the 10% bar leaves 15.1 ms" in report
     assert _bar(report, "service overhead").endswith("the five gRPC hops alone, with no work: 7.5 ms | no |")
     assert "## The gRPC transport floor" not in render(_result([6.0, 7.0, 9.7], p50=150, peer=3.2))
+
+
+def test_a_level_measured_in_rounds_reports_the_median_round() -> None:
+    def run(rate: float, latencies: list[float], errors: dict[str, int]) -> dict:
+        return {
+            "clients": 8,
+            "requests": len(latencies),
+            "wall_s": len(latencies) / rate,
+            "throughput": rate,
+            "latencies": latencies,
+            "outcomes": {"ACCEPT": len(latencies)},
+            "errors": errors,
+        }
+
+    level = combine(
+        [
+            run(19.2, [400.0] * 10, {}),
+            run(18.6, [800.0] * 10, {"UNAVAILABLE": 1}),
+            run(20.1, [600.0] * 10, {}),
+        ]
+    )
+    assert level["throughput"] == 19.2 and level["throughput_rounds"] == [19.2, 18.6, 20.1]
+    assert level["requests"] == 30 and level["outcomes"] == {"ACCEPT": 30}
+    assert level["errors"] == {"UNAVAILABLE": 1}
+    assert level["p50"] == 600.0 and level["max"] == 800.0  # over every decision of the level
+    report = render(
+        {**_result([6.0, 7.0], p50=150, peer=3.2), "levels": [{**level, "throughput": 19.2}], "rounds": 3}
+    )
+    assert "| 8 | 30 | **19.20** | 19.20, 18.60, 20.10 | 600 |" in report
