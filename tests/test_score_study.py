@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from services.detection.alignment import align_face, template_points
 from tools import score_study as ss
@@ -92,3 +93,34 @@ def test_quality_adjustment_shifts_scores_and_keeps_rejections():
     s = np.array([0.5, ss.NO_FACE])
     out = ss.quality_adjusted(s, np.array([-1.0, 2.0]), 0.05)
     assert out[0] == 0.45 and out[1] == ss.NO_FACE
+
+
+def test_as_norm_leaves_both_identities_of_a_pair_out_of_its_cohort():
+    # Images 0-1 are person A, 2-3 person B, 4-7 four others. A and B look alike (0.9 to each
+    # other); the others are a plain cohort. Were B's images in A's cohort (or A's in B's), the
+    # impostor pair A-B would be normalised by itself and look ordinary.
+    ids = np.array(["A", "A", "B", "B", "c", "d", "e", "f"])
+    rng = np.random.default_rng(3)
+    matrix = rng.uniform(0.0, 0.2, (8, 8))
+    matrix = (matrix + matrix.T) / 2
+    matrix[np.ix_([0, 1, 2, 3], [0, 1, 2, 3])] = 0.9
+    valid = np.ones(8, bool)
+    z = ss.as_norm(matrix, ids, valid, k=3)
+    third = {"AB": [4, 5, 6, 7], "A": [2, 3, 4, 5, 6, 7]}  # a genuine pair's cohort keeps B
+    for a, b, key in ((0, 2, "AB"), (1, 3, "AB"), (0, 1, "A")):
+        cohort = np.array(third[key])
+        expected = 0.0
+        for side in (a, b):
+            top = np.sort(matrix[side, cohort])[::-1][:3]
+            expected += (matrix[a, b] - top.mean()) / top.std() / 2
+        assert z[a, b] == pytest.approx(expected) and z[b, a] == pytest.approx(expected)
+    assert z[0, 2] > 5  # far above its cohort: the look-alike pair stands out as it should
+    assert z[0, 1] < 1  # person A against a cohort holding the look-alike B: ordinary
+
+
+def test_as_norm_gives_no_score_to_a_faceless_image():
+    ids = np.array(["A", "B", "C", "D", "E"])
+    matrix = np.random.default_rng(0).uniform(0, 1, (5, 5))
+    z = ss.as_norm((matrix + matrix.T) / 2, ids, np.array([True, True, False, True, True]), k=2)
+    assert z[0, 2] == ss.NO_FACE and z[2, 4] == ss.NO_FACE
+    assert np.isfinite(z[0, 1]) and z[0, 1] != ss.NO_FACE

@@ -3,7 +3,8 @@
 Issue 17 asks whether alignment margin, test-time augmentation (TTA) beyond the flip,
 quality-weighted scores or fusion with a second, independent model (dlib's ResNet from
 ``face_recognition_models``) push FaceNet's 1:1 score past 10-fold accuracy 99.6% and TAR 99.3% at
-FAR 1e-3 on ``pairs.tsv``. This script answers with numbers and changes nothing that ships.
+FAR 1e-3 on ``pairs.tsv``; cohort score normalisation (AS-norm) is measured beside them. This script
+answers with numbers and changes nothing that ships.
 
 Stages, each cached under ``var/score_study/`` (git-ignored) so options are compared on the same
 detections and the same network outputs:
@@ -16,6 +17,8 @@ detections and the same network outputs:
   shift), each crop and its mirror kept apart as raw network outputs, so flip fusion and any TTA
   ensemble are sums of cached rows.
 - ``dlib``: dlib's 128-d ResNet descriptors, on dlib's own HOG box and on the MTCNN box.
+- ``specimens``: the three look-alike specimen holders (docs/accuracy-documents.md) against each
+  other, as cosine and under AS-norm with the dev images as the cohort.
 - ``report``: every option's 10-fold accuracy, EER, AUC, TAR at FAR 1e-3 (two ways, see
   ``far_points``) with ``facegate.evaluation``'s functions; markdown to stdout, JSON to the cache.
 - ``timing``: what each option adds per kiosk decision (two faces), in ms on this CPU.
@@ -51,6 +54,7 @@ NO_FACE = -1e3
 MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25)
 SHIFT_PX = 4
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
+AS_NORM_K = (100, 200, 400)
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,7 @@ def detect(paths: Sequence[str]) -> None:
             if face is None:
                 continue
             found[i] = True
-            lm = face.landmarks
-            points = (lm.left_eye, lm.right_eye, lm.nose, lm.mouth_left, lm.mouth_right)
-            landmarks[i] = [[p.x, p.y] for p in points]
+            landmarks[i] = landmark_array(face)
             boxes[i] = [face.box.x, face.box.y, face.box.width, face.box.height]
             confidence[i] = face.confidence
             measures = face.quality.measures
@@ -158,6 +160,13 @@ def detect(paths: Sequence[str]) -> None:
         crops=crops,
     )
     print(f"detect: {found.sum()} of {n} images with a face")
+
+
+def landmark_array(face: Any) -> np.ndarray:
+    """A DetectedFace's five landmarks as a 5 x 2 array (eyes, nose, mouth corners)."""
+    lm = face.landmarks
+    points = (lm.left_eye, lm.right_eye, lm.nose, lm.mouth_left, lm.mouth_right)
+    return np.array([[p.x, p.y] for p in points])
 
 
 def load_detections(paths: Sequence[str]) -> dict[str, np.ndarray]:
@@ -455,6 +464,48 @@ def z_fusion(
     return out
 
 
+def as_norm(
+    matrix: np.ndarray, ids: np.ndarray, valid: np.ndarray, k: int, chunk: int = 20_000
+) -> np.ndarray:
+    """Adaptive symmetric score normalisation: ``s(a, b)`` minus each side's mean over its ``k``
+    highest cohort scores, over their sd, averaged for the two sides.
+
+    The cohort of a pair is every valid image of a third identity: for ``(a, b)`` each side's
+    cohort leaves out the images of both ``a``'s and ``b``'s identities, so an impostor pair never
+    normalises by its own partner and a genuine pair never by its own person. A face that scores
+    high against everyone (a "hub": a small, plain portrait; a common look) is judged against the
+    faces most like it, not against the average face.
+    """
+    n = len(ids)
+    codes = np.unique(ids, return_inverse=True)[1]
+    per_id = int(np.bincount(codes[valid]).max()) if valid.any() else 0
+    width = min(k + per_id, int(valid.sum()))
+    # Each image's best cohort candidates (own identity and faceless images out), best first: the
+    # partner's identity can remove at most ``per_id`` of them, so k + per_id always suffice.
+    s = np.where(valid[None, :] & (codes[:, None] != codes[None, :]), matrix, -np.inf)
+    order = np.argsort(-s, axis=1)[:, :width]
+    top = np.take_along_axis(s, order, axis=1)
+    top_ids = codes[order]
+    out = np.full(matrix.shape, NO_FACE)
+    rows, cols = np.triu_indices(n, k=1)
+    keep = valid[rows] & valid[cols] & np.isfinite(matrix[rows, cols])
+    rows, cols = rows[keep], cols[keep]
+    for start in range(0, len(rows), chunk):
+        a, b = rows[start : start + chunk], cols[start : start + chunk]
+        z = np.zeros(len(a))
+        for side, other in ((a, b), (b, a)):
+            usable = (top_ids[side] != codes[other][:, None]) & np.isfinite(top[side])
+            first_k = usable & (np.cumsum(usable, axis=1) <= k)
+            values = np.where(first_k, top[side], 0.0)
+            count = np.maximum(first_k.sum(axis=1), 1)
+            mean = values.sum(axis=1) / count
+            sd = np.sqrt(np.maximum((values**2).sum(axis=1) / count - mean**2, 1e-12))
+            z += (matrix[a, b] - mean) / sd / 2
+        out[a, b] = z
+        out[b, a] = z
+    return out
+
+
 def quality_adjusted(s: np.ndarray, q_min: np.ndarray, w: float) -> np.ndarray:
     """QMagFace-style: score + w x (the pair's lower image quality, standardised): a confident
     match between two good images gains, one involving a poor image must be stronger to pass."""
@@ -594,6 +645,7 @@ def report(weights: Sequence[float] = tuple(WEIGHTS)) -> dict[str, Any]:
     )
     base = facenet_scores(study, base_v)
     results.update(quality_options(study, base))
+    results.update(norm_options(study, base))
     results.update(dlib_options(study, base, weights))
     # The ceiling of what this study found: the best TTA and the fusion together (one row, no search).
     tta_base = facenet_scores(study, base_v + shifts(0.2))
@@ -615,6 +667,17 @@ def quality_options(study: Study, base: Scores) -> dict[str, Any]:
             study, lambda w, q_min=q_min: Scores(quality_adjusted(base.matrix, q_min, w), base.valid), grid
         )
     return out
+
+
+def norm_options(study: Study, base: Scores, ks: Sequence[int] = AS_NORM_K) -> dict[str, Any]:
+    """FaceNet scores under AS-norm, the cohort every study image of a third identity."""
+    ids = np.asarray([identity(p) for p in study.paths])
+    return {
+        f"AS-norm, top {k} of a third-identity cohort, m 0.20": measure(
+            study, Scores(as_norm(base.matrix, ids, base.valid, k), base.valid)
+        )
+        for k in ks
+    }
 
 
 def dlib_options(
@@ -648,6 +711,52 @@ def dlib_options(
             study, fused, weights
         )
     return out
+
+
+# ---- stage: specimens ---------------------------------------------------------------------------
+
+DOCUMENTS = REPO.parent / "shared" / "data" / "documents"
+#: The specimen holders that FaceNet confuses (docs/accuracy-documents.md): three different women.
+LOOK_ALIKES = ("passports_China.png", "passports_Japan.png", "visas_USA2.png")
+
+
+def specimens(k: int = max(AS_NORM_K)) -> list[dict[str, Any]]:
+    """The look-alike specimen holders against each other: cosine and AS-norm against the dev images
+    as the cohort (no dev person is a specimen holder, so nothing is left out)."""
+    from facegate.client import open_channel
+    from facegate.launcher import local_services
+    from facegate.pipeline import subject_face
+    from facegate.v1 import common_pb2, detection_pb2, detection_pb2_grpc
+    from services.runtime.images import decode_image
+
+    options = detection_pb2.DetectionOptions(
+        return_crops=False, subject_only=True, subject_selection=detection_pb2.SUBJECT_SELECTION_LARGEST
+    )
+    net = FaceNetRaw()
+    templates = {}
+    with local_services(("detection",), log_dir=CACHE / "logs") as targets:
+        stub = detection_pb2_grpc.DetectionServiceStub(open_channel(targets["detection"], budget_s=120))
+        for name in LOOK_ALIKES:
+            data = (DOCUMENTS / name).read_bytes()
+            face = subject_face(
+                stub.Detect(detection_pb2.DetectRequest(image=common_pb2.Image(data=data), options=options))
+            )
+            if face is None:
+                raise SystemExit(f"no face on {name}")
+            points = landmark_array(face)
+            rgb = decode_image(data, max_bytes=1 << 26, max_pixels=1 << 26)
+            templates[name] = fused_template([net(variant_crop(rgb, points, Variant(0.2))[None])])[0]
+    study = Study.load()
+    cohort = fused_template([facenet_raw(Variant(0.2).name)])[study.found]
+    top = {n: np.sort(cohort @ t)[::-1][:k] for n, t in templates.items()}
+    rows = []
+    for i, a in enumerate(LOOK_ALIKES):
+        for b in LOOK_ALIKES[i + 1 :]:
+            s = float(templates[a] @ templates[b])
+            z = sum((s - top[n].mean()) / top[n].std() for n in (a, b)) / 2
+            rows.append({"pair": f"{a} / {b}", "cosine": s, "as_norm": float(z), "k": k})
+            print(f"{a} / {b}: cosine {s:.3f}, AS-norm (top {k}) {z:.2f}")
+    return rows
 
 
 # ---- stage: timing ------------------------------------------------------------------------------
@@ -718,7 +827,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.score_study", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("detect", "embed", "check", "dlib", "report", "timing", "all"))
+    parser.add_argument(
+        "stage", choices=("detect", "embed", "check", "dlib", "report", "specimens", "timing", "all")
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     paths = study_images()
@@ -731,6 +842,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check(paths)
     if args.stage in ("dlib", "all"):
         dlib_descriptors(paths)
+    if args.stage in ("specimens", "all"):
+        (CACHE / "specimens.json").write_text(json.dumps(specimens(), indent=2))
     if args.stage in ("timing", "all"):
         timing(paths)
     if args.stage in ("report", "all"):
