@@ -587,8 +587,8 @@ def render(res: dict[str, Any]) -> str:
     lines += [
         "## Concurrent kiosks",
         "",
-        f"Each level in {res.get('rounds', 1)} round(s), the levels in turn; throughput is the median "
-        "round's, latencies are over every decision of the level.",
+        f"Each level in {res.get('rounds', 1)} round(s), the levels in turn (every other round in "
+        "reverse order); throughput is the median round's, latencies are over every decision of the level.",
         "",
         "| kiosks | decisions | throughput /s | rounds /s | p50 ms | p99 ms | outcomes | errors |",
         "|---:|---:|---:|---|---:|---:|---|---|",
@@ -759,7 +759,7 @@ def uptime() -> str:
 #: Decisions per concurrency level and round (split among its kiosks). At saturation (8 and 16
 #: kiosks, ~19/s) one pass of 48 or 96 decisions varies by +-3%, so a single pass can show a level
 #: below the one before it by chance: each level is measured in several rounds (``--rounds``), the
-#: levels in turn, and reported as the median round.
+#: levels in turn (every other round in reverse), and reported as the median round.
 PER_LEVEL = 96
 
 
@@ -811,8 +811,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  p50 {single['p50']:.0f} ms p99 {single['p99']:.0f} ms", flush=True)
             levels = [int(c) for c in args.levels.split(",")]
             runs: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for round_ in range(args.rounds):  # the levels in turn, so slow drifts hit every level
-                for clients in levels:
+            for round_ in range(args.rounds):
+                # The levels in turn, every other round in reverse, so a slow drift over the run
+                # (the stack warming, the machine's neighbours) does not favour one end.
+                for clients in levels if round_ % 2 == 0 else levels[::-1]:
                     per = args.per_client or max(6, PER_LEVEL // clients)
                     r = run_clients(target, key, people, clients, per, mrz)
                     runs[clients].append(r)
