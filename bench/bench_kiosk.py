@@ -711,6 +711,7 @@ CHANGES = """## What each change gave (one-off measurements, 2026-11-28, same ma
 | OpenCV on 1 thread in detection (`OPENCV_FOR_THREADS_NUM=1`) | per-call overhead 5.66 (2 threads) vs 7.17 ms (1): no gain at loadavg 25 | no |
 | embedding's XNNPACK on 1 thread (`FACEGATE_EMBEDDING_TF_INTRA_OP_THREADS=1`; default: every core) | one whole run, quiet machine, no peer: FaceNet 89 -> 122 ms per decision, one kiosk p50 143 -> 175 ms, 16 kiosks 9.56 -> 7.13/s: the second thread pays even when the cores are saturated | no |
 | the JPEG decode and the 1 / 1 pools together, with the audit stage metric (base 0ef8a0a vs base + those commits; OpenCV threads as they were) | whole stacks up at once, 10 alternating rounds of 20 one-kiosk decisions, then 16 kiosks x 4 each (100,000 templates, loadavg 6.7 falling to 2.6): mean decision 152.7 -> 142.0 ms, p50 150.5 -> 141.2 ms, service overhead 18.7 ms (11.9%) -> 15.1 ms (10.6%), of it detect per call 7.45 -> 4.43 ms; detect stage 53.4 -> 37.7 ms; 16 kiosks 9.29 -> 10.18 decisions/s (medians; 8 of 10 rounds higher). After: the rest of the overhead is embed 3.3, screen 1.7, client hop 1.7, audit append 1.2, gateway 0.6, gateway -> docverify hop 1.5, docverify 1.0 ms | - |
+| OpenBLAS threads sleep after a scan in the watchlist (`OPENBLAS_THREAD_TIMEOUT=4`, set by the package before numpy loads) | CPU per one-kiosk decision by process (/proc, 100+ decisions): watchlist 69 -> 5 ms, the rest of a core having gone to OpenBLAS threads spinning ~0.1 s after each 3 ms search. Whole bench, quiet, 2026-11-29 05:06 -> 05:50: one kiosk p50 82 -> 62 ms, p99 94 -> 70 ms, embed stage 29.0 -> 17.0 ms (FaceNet no longer shares its cores with the spin), 16 kiosks 19.38 -> 24.40/s, ratio to the peer 5.55x -> 6.88x. `OPENBLAS_NUM_THREADS=1` saves the same CPU (one kiosk 17.1/s, 16 kiosks 23.7/s) but doubles a 100k exact scan (1.0 -> 2.0 ms) | yes |
 
 Earlier runs of this bench on 2026-11-28 (same code unless said): 15:42, quiet but before the TFLite
 runtime and the batcher change: p50 177 ms, p99 249 ms; 5.87 / 6.36 / 8.01 / 9.22 / 8.78 per s (one
@@ -739,6 +740,8 @@ ratio 5.27x; overhead 20% (15.4 of 76.3 ms), the five hops alone 8.7 ms. 05:02, 
 first, no peer): 16 came out ahead every time (19.21 vs 18.81, 19.02 vs 18.90, 19.08 vs 18.66 per s).
 At the 2 cores' ceiling the two levels are equal within a pass's +-4% noise, which is why a level is
 now the median of three rounds.
+05:06, three rounds, before the OpenBLAS change: p50 82 ms, p99 94 ms; 12.25 / 15.94 / 18.46 /
+19.67 / 19.38 per s; peer 3.54/s, ratio 5.55x; overhead 20% (16.8 of 81.7 ms), the hops alone 9.9 ms.
 
 The same bench on the old main (6e9d036, eager MTCNN, live frame searched at 1024x576), run right
 after a loaded run (loadavg 8-13): one kiosk p50 674 ms, p99 797 ms (detect stage 489 ms, embed
