@@ -279,6 +279,41 @@ def run_clients(
     }
 
 
+#: Decisions per concurrency level and round (split among its kiosks). Where the cores are saturated
+#: (4-16 kiosks here) one pass of 48 or 96 decisions varies by +-3%, so a single pass can show a level
+#: below the one before it by chance: each level is measured in several rounds (``--rounds``), the
+#: levels in turn (every other round in reverse), and reported as the median round.
+PER_LEVEL = 96
+
+
+def run_levels(
+    target: str,
+    key: str,
+    people: list[dict[str, Any]],
+    mrz: str,
+    levels: list[int],
+    rounds: int,
+    per_client: int = 0,
+) -> list[dict[str, Any]]:
+    """Every concurrency level ``rounds`` times, then each level's rounds combined (:func:`combine`).
+
+    The levels run in turn, every other round in reverse, so a slow drift over the run (the stack
+    warming, the machine's neighbours) does not favour one end.
+    """
+    runs: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for round_ in range(rounds):
+        for clients in levels if round_ % 2 == 0 else levels[::-1]:
+            per = per_client or max(6, PER_LEVEL // clients)
+            r = run_clients(target, key, people, clients, per, mrz)
+            runs[clients].append(r)
+            print(
+                f"  round {round_ + 1}, {clients:>2} kiosks: {r['throughput']:.2f}/s p50 {r['p50']:.0f} "
+                f"p99 {r['p99']:.0f} errors {r['errors']}",
+                flush=True,
+            )
+    return [combine(runs[c]) for c in levels]
+
+
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One level measured in several rounds: the median round's throughput (each round's kept),
     latency percentiles over every decision, outcomes and errors summed."""
@@ -759,13 +794,6 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-#: Decisions per concurrency level and round (split among its kiosks). At saturation (8 and 16
-#: kiosks, ~19/s) one pass of 48 or 96 decisions varies by +-3%, so a single pass can show a level
-#: below the one before it by chance: each level is measured in several rounds (``--rounds``), the
-#: levels in turn (every other round in reverse), and reported as the median round.
-PER_LEVEL = 96
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_kiosk", description=__doc__.split("\n")[0])
     parser.add_argument("--templates", type=int, default=100_000)
@@ -813,20 +841,7 @@ def main(argv: list[str] | None = None) -> None:
             res["breakdown"] = service_breakdown(before, after, single["requests"])
             print(f"  p50 {single['p50']:.0f} ms p99 {single['p99']:.0f} ms", flush=True)
             levels = [int(c) for c in args.levels.split(",")]
-            runs: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for round_ in range(args.rounds):
-                # The levels in turn, every other round in reverse, so a slow drift over the run
-                # (the stack warming, the machine's neighbours) does not favour one end.
-                for clients in levels if round_ % 2 == 0 else levels[::-1]:
-                    per = args.per_client or max(6, PER_LEVEL // clients)
-                    r = run_clients(target, key, people, clients, per, mrz)
-                    runs[clients].append(r)
-                    print(
-                        f"  round {round_ + 1}, {clients:>2} kiosks: {r['throughput']:.2f}/s p50 {r['p50']:.0f} "
-                        f"p99 {r['p99']:.0f} errors {r['errors']}",
-                        flush=True,
-                    )
-            res["levels"] = [combine(runs[c]) for c in levels]
+            res["levels"] = run_levels(target, key, people, mrz, levels, args.rounds, args.per_client)
             res["rounds"] = args.rounds
         if not args.no_peer:
             res["peer_error"] = peer_available()
