@@ -109,11 +109,6 @@ def noop_server() -> Iterator[str]:
         proc.wait()
 
 
-def _percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
 def _at_once(stub: Any, requests: Sequence[tuple[Any, Any]]) -> None:
     """Start every call of a hop, then wait for all (as docverify's two Detect calls)."""
     futures = [stub.Detect.future(r, metadata=md, timeout=10) for r, md in requests]
@@ -124,6 +119,7 @@ def _at_once(stub: Any, requests: Sequence[tuple[Any, Any]]) -> None:
 def measure(target: str, hops: Sequence[Hop], calls: int = 100, gap_s: float = 0.03) -> list[dict]:
     """Per hop: p50 and mean ms of its calls (several at once wait for the slowest), callee idle
     ``gap_s`` before each."""
+    from bench.bench_kiosk import pct
     from facegate.client import open_channel
     from facegate.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 
@@ -150,7 +146,7 @@ def measure(target: str, hops: Sequence[Hop], calls: int = 100, gap_s: float = 0
                 "hop": hop.label,
                 "request_kb": sum(req for req, _ in hop.calls) / 1000,
                 "reply_kb": sum(rep for _, rep in hop.calls) / 1000,
-                "p50": _percentile(times, 50),
+                "p50": pct(times, 50),
                 "mean": sum(times) / len(times),
             }
         )
