@@ -39,14 +39,15 @@ async def upload(form, name: str, limit: int) -> bytes:
     return data
 
 
-async def open_referrals(session: Session) -> list[dict]:
+async def open_referrals(session: Session) -> dict:
+    """The open queue, and the gateway replicas whose referrals are missing from it (if any)."""
     records = await call(session.gateway.referrals, limit=QUEUE_LIMIT, open_only=True)
-    return [referral_row(r) for r in records]
+    return {"referrals": [referral_row(r) for r in records], "unreachable": records.unreachable_peers}
 
 
 @guarded("officer")
 async def referral_list(request: Request, session: Session) -> Response:
-    return JSONResponse({"referrals": await open_referrals(session)})
+    return JSONResponse(await open_referrals(session))
 
 
 @guarded("officer")
@@ -57,7 +58,7 @@ async def referral_events(request: Request, session: Session) -> Response:
         last, quiet_since = None, time.monotonic()
         while sessions.alive(session) and not await request.is_disconnected():
             try:
-                payload = json.dumps({"referrals": await open_referrals(session)})
+                payload = json.dumps(await open_referrals(session))
                 event = "referrals"
             except FacegateError as exc:
                 payload, event = json.dumps({"error": exc.code.name, "message": exc.message}), "problem"

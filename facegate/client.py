@@ -133,17 +133,21 @@ def open_channel(
     credentials: grpc.ChannelCredentials | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     retry_reads: bool = True,
+    extra_options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.Channel:
     """A channel whose every call carries the request id, metadata and the derived deadline.
 
     ``budget_s`` caps each call made on it (None: only the call's own timeout and the caller's
     remaining time apply). ``credentials`` makes it a TLS channel; plaintext otherwise.
+    ``extra_options`` are more gRPC channel arguments (e.g. the TLS name override for peers
+    dialled by address).
     """
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.enable_retries", 1 if retry_reads else 0),
         *RECONNECT_OPTIONS,
+        *extra_options,
     ]
     if retry_reads:
         options.append(("grpc.service_config", service_config()))

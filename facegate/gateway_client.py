@@ -98,6 +98,17 @@ def decision_from_proto(decision: common_pb2.Decision) -> Decision:
     )
 
 
+class ReferralList(list):
+    """A list of referral records that also says which gateway replicas did not answer
+    (``unreachable_peers``): when it is not empty, their referrals are missing from the list."""
+
+    unreachable_peers: list[str]
+
+    def __init__(self, records: Iterable[gateway_pb2.AuditRecord] = (), unreachable_peers: Iterable[str] = ()):
+        super().__init__(records)
+        self.unreachable_peers = list(unreachable_peers)
+
+
 class Gateway:
     """A client of the gateway with one open channel; close it (or use ``with``) when done."""
 
@@ -233,11 +244,13 @@ class Gateway:
 
     def referrals(
         self, *, limit: int = 50, gate_id: str = "", open_only: bool = False
-    ) -> list[gateway_pb2.AuditRecord]:
-        """Recent REFER decisions, newest first; ``open_only``: those without an officer outcome yet."""
+    ) -> ReferralList:
+        """Recent REFER decisions of every gateway replica, newest first; ``open_only``: those without
+        an officer outcome yet. ``.unreachable_peers`` names replicas whose referrals are missing."""
         request = gateway_pb2.ListReferralsRequest(limit=limit, gate_id=gate_id, open_only=open_only)
         with self._call():
-            return list(self.stub.ListReferrals(request).referrals)
+            reply = self.stub.ListReferrals(request)
+        return ReferralList(reply.referrals, reply.unreachable_peers)
 
     def referral(self, decision_id: str) -> gateway_pb2.Referral:
         """One referral: the decision, its state, and its images while the gateway holds them."""

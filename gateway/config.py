@@ -113,6 +113,28 @@ class GatewaySettings(ServiceSettings):
         description="Most referrals whose images are held at once; the oldest are dropped first (0 = none held).",
     )
 
+    peers: str = Field(
+        "",
+        description="Every gateway replica, for referrals decided on another one: comma-separated "
+        "host:port of their peer ports, a name resolving to all of them (a headless Service) allowed; "
+        "this replica is skipped. Empty = a single replica.",
+    )
+    peer_port: int = Field(
+        -1,
+        ge=-1,
+        le=65_535,
+        description="Port serving the gateway's API to its peer replicas over the internal transport "
+        "(mTLS with FACEGATE_MTLS_*); -1 = none.",
+    )
+    peer_server_name: str = Field(
+        "",
+        description="Name a peer's internal certificate is checked against when peers are dialled by "
+        "address (e.g. the headless Service's DNS name); empty = the host of each peer target.",
+    )
+    peer_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Most an officer's call waits for each peer replica's answer."
+    )
+
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("FACEGATE_GATEWAY_REDIS_URL", "REDIS_URL"),
@@ -137,6 +159,17 @@ class GatewaySettings(ServiceSettings):
         description="Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy); "
         "loopback is always allowed.",
     )
+
+    @model_validator(mode="after")
+    def _peers_valid(self) -> GatewaySettings:
+        from gateway.peers import parse_targets
+
+        parse_targets(self.peers)  # ValueError names the malformed entry
+        if self.peer_port == 0:
+            raise ValueError("PEER_PORT must be a fixed port (its peers dial it), or -1 for none")
+        if self.peers and self.peer_port < 0:
+            raise ValueError("PEERS needs PEER_PORT: the other replicas reach this one there")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GatewaySettings:

@@ -7,8 +7,9 @@ client (the web console, the CLI, a third-party workstation) gets the same rules
   only (:class:`HeldImages`), for at most ``FACEGATE_GATEWAY_REFERRAL_HOLD_S`` and for at most
   ``FACEGATE_GATEWAY_REFERRAL_HOLD_MAX`` referrals, and dropped as soon as the officer records the
   outcome. There is no image store: a restarted gateway holds none, and an officer then works from
-  the decision's reasons and scores alone. (With several gateway replicas, the images are on the
-  replica that decided; the outcome and hit confirmations work on any.)
+  the decision's reasons and scores alone. (With several gateway replicas, the record and the images
+  are on the replica that decided; ``gateway.peers`` lists every replica's referrals and forwards an
+  officer's call to that replica, whichever one the officer is connected to.)
 * **State from the audit trail.** A referral's outcome and its hit confirmations are audit records
   that name the referral in ``refers_to``; :class:`ReferralDesk` reads them back from the recent
   records, so the state survives a restart and there is no second copy that could disagree.

@@ -32,8 +32,10 @@ from gateway.config import GatewaySettings
 from gateway.decision import kiosk_view
 from gateway.downstream import Downstream, Timings
 from gateway.keys import KeyFileError, KeyRing
+from gateway.peers import Peers, forwarded_metadata, is_forwarded
 from gateway.records import (
     action_body,
+    check_ids,
     decision_body,
     new_decision_id,
     outcome_name,
@@ -72,6 +74,30 @@ def _open_audit(path: Path) -> FileAuditStore:
         raise ConfigError(f"invalid configuration:\n  FACEGATE_GATEWAY_AUDIT_LOG: {exc}") from None
 
 
+def _open_peers(settings: GatewaySettings, runtime: RuntimeSettings) -> Peers | None:
+    if not settings.peers:
+        return None
+    return Peers(
+        settings.peers,
+        own_port=settings.peer_port,
+        timeout_s=settings.peer_timeout_s,
+        credentials=mtls.channel_credentials(runtime),
+        server_name=settings.peer_server_name,
+    )
+
+
+def newest_first(records: list[gateway_pb2.AuditRecord]) -> list[gateway_pb2.AuditRecord]:
+    """Referrals of several replicas as one list: newest decision first, each decision once."""
+    seen: dict[str, gateway_pb2.AuditRecord] = {}
+    for record in records:
+        seen.setdefault(record.decision.decision_id, record)
+
+    def decided_at(record: gateway_pb2.AuditRecord) -> tuple[int, int]:
+        return record.decision.decided_at.seconds, record.decision.decided_at.nanos
+
+    return sorted(seen.values(), key=decided_at, reverse=True)
+
+
 class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     service_names = ("facegate.v1.GatewayService",)
 
@@ -95,6 +121,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self.desk = ReferralDesk(self.audit, self.held, self._append, window=REFERRAL_WINDOW)
         self.started_at = Timestamp()
         self.started_at.GetCurrentTime()
+        self.internal_ports = (settings.peer_port,) if settings.peer_port > 0 else ()
+        self.peers = _open_peers(settings, runtime)
 
     def register(self, server: grpc.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(self, server)
@@ -109,6 +137,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             self.down.close()
             self.down = None
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.peers is not None:
+            self.peers.close()
         self.replay.close()
         self.audit.close()
 
@@ -309,6 +339,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.AuditRecord:
         if not request.decision_id:
             raise InvalidArgument("decision_id is required")
+        if self._held_by_a_peer(request.decision_id, context):
+            return self._forward("GetAuditRecord", request, context)
         record = self.audit.get(request.decision_id)
         if record is None:
             raise NotFound(f"no audit record with decision id {request.decision_id[:64]}")
@@ -322,31 +354,54 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             raise InvalidArgument(f"limit {limit} is over {MAX_REFERRALS}")
         states = self.desk.states() if request.open_only else {}
         records = [
-            r
+            to_audit_record(r)
             for r in self.audit.recent(outcome="REFER", limit=REFERRAL_WINDOW)
             if r.get("operation") == "VerifyTraveller"
             and (not request.gate_id or r.get("gate_id") == request.gate_id)
             and (not request.open_only or self.desk.is_open(r["decision_id"], states))
-        ]
-        return gateway_pb2.ListReferralsResponse(referrals=[to_audit_record(r) for r in records[:limit]])
+        ][:limit]
+        unreachable: list[str] = []
+        if self.peers is not None and not is_forwarded(context):
+            theirs, unreachable = self.peers.list_referrals(request, forwarded_metadata(context))
+            records = newest_first([*records, *theirs])[:limit]
+        return gateway_pb2.ListReferralsResponse(referrals=records, unreachable_peers=unreachable)
 
     def GetReferral(
         self, request: gateway_pb2.GetReferralRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.Referral:
+        if self._held_by_a_peer(request.decision_id, context):
+            return self._forward("GetReferral", request, context)
         with self._work() as down:
             return self.desk.referral(request.decision_id, down)
 
     def RecordReferralOutcome(
         self, request: gateway_pb2.RecordReferralOutcomeRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.Referral:
+        if self._held_by_a_peer(request.decision_id, context):
+            return self._forward("RecordReferralOutcome", request, context)
         return self.desk.record_outcome(request.decision_id, request.outcome)
 
     def ConfirmWatchlistHit(
         self, request: gateway_pb2.ConfirmWatchlistHitRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.Referral:
+        if self._held_by_a_peer(request.decision_id, context):
+            return self._forward("ConfirmWatchlistHit", request, context)
         caller = current_caller()
         assert caller is not None  # the role interceptor admitted an officer
         return self.desk.confirm_hit(request.decision_id, caller.key_id)
+
+    def _held_by_a_peer(self, decision_id: str, context: grpc.ServicerContext) -> bool:
+        """True when another replica must answer for ``decision_id``: peers are configured, the
+        call is not already forwarded, the id is well formed and this replica has no record of it."""
+        if self.peers is None or not decision_id or is_forwarded(context):
+            return False
+        check_ids("decision_id", [decision_id])
+        return self.audit.get(decision_id) is None
+
+    def _forward(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
+        assert self.peers is not None
+        with call_context(timeout_s=self.settings.request_timeout_s):
+            return self.peers.forward(method, request, forwarded_metadata(context))
 
     # ---- any role, ops -------------------------------------------------------------------------
 

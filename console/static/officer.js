@@ -26,8 +26,12 @@ const officer = {
     const state = document.getElementById("queue-state");
     const source = new EventSource("/api/referrals/events");
     source.addEventListener("referrals", (event) => {
-      state.textContent = `live · updated ${new Date().toLocaleTimeString()}`;
-      officer.renderQueue(JSON.parse(event.data).referrals);
+      const queue = JSON.parse(event.data), missing = (queue.unreachable || []).length;
+      state.textContent = missing
+        ? `incomplete: ${missing} gateway replica(s) not answering, their referrals are missing · ${new Date().toLocaleTimeString()}`
+        : `live · updated ${new Date().toLocaleTimeString()}`;
+      state.classList.toggle("warning", missing > 0);
+      officer.renderQueue(queue.referrals);
     });
     source.addEventListener("problem", (event) => { state.textContent = `gateway: ${JSON.parse(event.data).message}`; });
     source.onerror = () => { state.textContent = "reconnecting…"; };

@@ -47,7 +47,9 @@ class Servicer(Protocol):
         """Release resources after the server has drained."""
 
     # Optional: ``interceptors`` (a sequence of grpc.ServerInterceptor run after the runtime's own,
-    # e.g. the gateway's role check) and ``server_credentials`` (grpc.ServerCredentials: serve TLS).
+    # e.g. the gateway's role check), ``server_credentials`` (grpc.ServerCredentials: serve TLS) and
+    # ``internal_ports`` (more ports serving the same services with the service-to-service transport,
+    # mTLS when FACEGATE_MTLS_* is set: the gateway's port for its peer replicas).
 
 
 def _method_name(full: str) -> str:
@@ -225,6 +227,7 @@ def start_server(
     bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise RuntimeError(f"could not bind {runtime.host}:{port}")
+    _bind_internal_ports(server, runtime, getattr(servicer, "internal_ports", ()))
     bound_metrics = None
     if metrics_port >= 0:
         bound_metrics = metrics.start_metrics_server(runtime.host, metrics_port)
@@ -244,6 +247,18 @@ def start_server(
     )
     running.set_serving(False)
     return running
+
+
+def _bind_internal_ports(server: grpc.Server, runtime: RuntimeSettings, ports: Sequence[int]) -> None:
+    """Bind each of ``ports`` (fixed numbers) with the transport every internal hop uses."""
+    credentials = mtls.server_credentials(runtime)
+    for extra in ports:
+        address = f"{runtime.host}:{extra}"
+        bound = (
+            server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        )
+        if bound == 0:
+            raise RuntimeError(f"could not bind the internal port {address}")
 
 
 def _start_health_server(

@@ -25,6 +25,8 @@ SERVICES: dict[str, tuple[int, int, str]] = {
 }
 #: FACEGATE_HEALTH_PORT in deploy/k8s/base/runtime.env: every server's plaintext health-only port.
 HEALTH_PORT = 8086
+#: FACEGATE_GATEWAY_PEER_PORT: where gateway replicas ask each other for referrals (gateway/peers.py).
+GATEWAY_PEER_PORT = 50058
 
 #: Services whose start-up loads TensorFlow models: their startupProbe must allow this long.
 MODEL_STARTUP_S = {"detection": 120, "embedding": 120}
@@ -187,10 +189,13 @@ def _check_facegate_server(objs: list[Obj], w: Obj) -> list[str]:
     if c.get("command") != ["python", "-m", module]:
         problems.append(f"{where}: command {c.get('command')} does not run {module}")
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-    if ports != {"grpc": grpc_port, "metrics": metrics_port, "health": HEALTH_PORT}:
-        problems.append(
-            f"{where}: container ports {ports} are not grpc {grpc_port}, metrics {metrics_port}, health {HEALTH_PORT}"
-        )
+    expected = {"grpc": grpc_port, "metrics": metrics_port, "health": HEALTH_PORT}
+    if app == "gateway":
+        expected["peer"] = GATEWAY_PEER_PORT
+        if env.get("FACEGATE_GATEWAY_PEER_PORT") != str(GATEWAY_PEER_PORT):
+            problems.append(f"{where}: FACEGATE_GATEWAY_PEER_PORT is not the container's peer port")
+    if ports != expected:
+        problems.append(f"{where}: container ports {ports} are not {expected}")
     for setting, port in (
         (f"FACEGATE_{app.upper()}_PORT", grpc_port),
         (f"FACEGATE_{app.upper()}_METRICS_PORT", metrics_port),
@@ -487,7 +492,8 @@ def _allowed(
 
 def reachable(objs: list[Obj], namespace: str) -> set[tuple[str, str, int]]:
     """Every (source, destination, port) the NetworkPolicies allow between the parties of the call graph,
-    the monitoring namespace and a client outside the cluster."""
+    the monitoring namespace and a client outside the cluster (pods of one app among themselves:
+    ``replica_reachable``)."""
     policies = by_kind(objs, "NetworkPolicy")
     peers: list[Peer] = [
         Peer("client", None, {}),
@@ -499,7 +505,8 @@ def reachable(objs: list[Obj], namespace: str) -> set[tuple[str, str, int]]:
         peer = Peer(app, namespace, pod_labels(w))
         peers.append(peer)
         named = {p["name"]: p["containerPort"] for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
-        targets.append((peer, [SERVICES[app][0], SERVICES[app][1]], named))
+        ports = [SERVICES[app][0], SERVICES[app][1], *([GATEWAY_PEER_PORT] if app == "gateway" else [])]
+        targets.append((peer, ports, named))
     redis = [w for w in workloads(objs) if app_of(w) == "redis"]
     for w in redis[:1]:
         peer = Peer("redis", namespace, pod_labels(w))
@@ -519,6 +526,17 @@ def reachable(objs: list[Obj], namespace: str) -> set[tuple[str, str, int]]:
                 ):
                     out.add((src.name, dst.name, port))
     return out
+
+
+def replica_reachable(objs: list[Obj], namespace: str, app: str, port: int) -> bool:
+    """Whether one pod of ``app`` may open ``port`` on another pod of the same app."""
+    policies = by_kind(objs, "NetworkPolicy")
+    (workload,) = [w for w in facegate_workloads(objs) if app_of(w) == app]
+    a, b = (
+        Peer(f"{app}-0", namespace, pod_labels(workload)),
+        Peer(f"{app}-1", namespace, pod_labels(workload)),
+    )
+    return _allowed(policies, "Egress", a, b, port, {}) and _allowed(policies, "Ingress", b, a, port, {})
 
 
 #: Parties whose outbound traffic facegate's policies do not limit: the gateway's public port is

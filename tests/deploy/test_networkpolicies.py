@@ -22,6 +22,16 @@ def test_policies_allow_exactly_the_call_graph(rendered, overlay) -> None:
     assert expected - allowed == set(), f"call graph edges the policies block: {sorted(expected - allowed)}"
 
 
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_gateway_replicas_reach_each_others_peer_port_and_no_one_else_does(rendered, overlay) -> None:
+    objs = rendered[overlay]
+    namespace = next(o["metadata"]["name"] for o in objs if o["kind"] == "Namespace")
+    assert checks.replica_reachable(objs, namespace, "gateway", checks.GATEWAY_PEER_PORT)
+    assert not checks.replica_reachable(objs, namespace, "detection", checks.SERVICES["detection"][0])
+    others = {src for src, dst, port in checks.reachable(objs, namespace) if port == checks.GATEWAY_PEER_PORT}
+    assert others == set()  # not the kiosks, not the other services, not monitoring
+
+
 def test_only_the_watchlist_reaches_milvus_and_only_gateway_is_public(rendered) -> None:
     objs = rendered["production"]
     allowed = checks.reachable(objs, "facegate")
@@ -47,6 +57,8 @@ def test_only_the_watchlist_reaches_milvus_and_only_gateway_is_public(rendered) 
         ("detection", lambda p: p["spec"]["ingress"][0].pop("from"), ("client", "detection", 50051)),
         # a metrics rule without a namespace selector: clients scrape the gateway
         ("gateway", lambda p: p["spec"]["ingress"][1].pop("from"), ("client", "gateway", 9100)),
+        # the peer rule without its pod selector: clients reach the replicas' peer port
+        ("gateway", lambda p: p["spec"]["ingress"][2].pop("from"), ("client", "gateway", 50058)),
         # docverify may call anything, and watchlist lets it in
         (
             "watchlist",

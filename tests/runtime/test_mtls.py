@@ -15,7 +15,7 @@ from services.runtime import mtls
 from services.runtime.config import ConfigError, RuntimeSettings, load_settings
 from tests.runtime.app import ImageProbe
 from tests.runtime.test_server import jpeg
-from tests.support import openssl, self_signed, serve
+from tests.support import free_ports, openssl, self_signed, serve
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,24 @@ def test_mtls_is_all_or_nothing(pki) -> None:
     assert "MTLS_CERT_FILE, MTLS_KEY_FILE and MTLS_CA_FILE" in str(err.value)
     plain = load_settings(RuntimeSettings)
     assert mtls.server_credentials(plain) is None and mtls.channel_credentials(plain) is None
+
+
+def test_internal_ports_speak_the_service_to_service_transport(pki) -> None:
+    """A servicer's ``internal_ports`` (the gateway's peer port) get mTLS, whatever its own port
+    serves: a peer with the CA's certificate is answered, a plaintext caller is not."""
+    (internal,) = free_ports(1)
+    server_runtime = runtime_for(pki, "detection")
+    probe = ImageProbe(runtime=server_runtime)
+    probe.internal_ports = (internal,)
+    with serve(probe, label="probe-internal", **server_runtime.model_dump()):
+        target = f"127.0.0.1:{internal}"
+        caller = mtls.channel_credentials(runtime_for(pki, "docverify"))
+        with open_channel(target, credentials=caller) as ch:
+            assert detect(ch).image_width == 32
+        with open_channel(target) as ch, pytest.raises(grpc.RpcError) as err:
+            detect(ch)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    plain = ImageProbe()
+    plain.internal_ports = (internal,)
+    with serve(plain, label="probe-internal-plain"), open_channel(f"127.0.0.1:{internal}") as ch:
+        assert detect(ch).image_width == 32  # no FACEGATE_MTLS_*: plaintext, as every internal hop
