@@ -34,7 +34,7 @@ $(STAMP_PROTO): $(PROTOS) $(STAMP_VENV)
 
 models: $(STAMP_MODELS)
 
-$(STAMP_MODELS): services/embedding/model_setup.py services/embedding/facenet.py services/embedding/tflite.py $(STAMP_VENV)
+$(STAMP_MODELS): services/embedding/model_setup.py services/embedding/facenet.py services/embedding/fold.py services/embedding/tflite.py $(STAMP_VENV)
 	$(PY) -m services.embedding.model_setup --models-dir $(MODELS_DIR)
 	@touch $@
 

@@ -719,8 +719,8 @@ def bars(res: dict[str, Any]) -> list[str]:
     lines += [f"| {bar} | {value} | {'yes' if met else 'no'} |" for bar, value, met in rows]
     lines.append(
         "| accuracy within 0.1 point of 99.33% | not measured by this bench: `facegate eval --pairs "
-        "../shared/data/faces/pairs.tsv` (last: 99.33%, EER 0.67%, AUC 0.996622, int8 FaceNet, the CPU "
-        "default; float32: 99.33%, 0.67%, 0.996611) | - |"
+        "../shared/data/faces/pairs.tsv` (last: 99.33%, EER 0.67%, AUC 0.996611, int8 FaceNet 0a67e486, the "
+        "CPU default; float32: 99.33%, 0.67%, 0.996611) | - |"
     )
     return lines
 

@@ -25,6 +25,9 @@ MANIFEST_NAME = "facenet.manifest.json"
 EXPECTED_TENSORS = 490
 EXPECTED_PARAMS = 22_808_144
 EXPECTED_SCALE_SUMS = 21
+#: How the TFLite files are made, recorded in the manifest: files from another recipe are redone.
+#: "bn-folded-f64": batch normalisation folded in float64 first (services.embedding.fold).
+CONVERSION = "bn-folded-f64"
 
 _LAMBDA_KEYS = (
     "function",
@@ -143,6 +146,18 @@ def compare_with_h5(model: Any, h5_path: Path) -> int:
     return checked
 
 
+#: Largest raw-output difference allowed between the network and its folded copy (measured ~2e-6).
+FOLD_MAX_DIFF = 1e-4
+
+
+def check_fold(model: Any, folded: Any) -> None:
+    """ValueError unless ``folded`` computes what ``model`` does on a fixed random batch."""
+    x = np.random.default_rng(1).normal(size=(4, 160, 160, 3)).astype(np.float32)
+    diff = float(np.max(np.abs(model(x, training=False).numpy() - folded(x, training=False).numpy())))
+    if not diff <= FOLD_MAX_DIFF:
+        raise ValueError(f"the network with batch norms folded differs by {diff:.3g} (> {FOLD_MAX_DIFF})")
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What ``model_setup`` converted, so the service can prove it loads those exact weights."""
@@ -152,6 +167,7 @@ class Manifest:
     tflite_sha256: str  # SHA-256 of the same network as a TFLite file (services.embedding.tflite)
     tflite_int8_sha256: str  # SHA-256 of its int8 dynamic-range conversion (FACENET_INT8's version)
     weights_sha256: str  # weights_digest() of the converted model
+    conversion: str  # CONVERSION: the recipe that made the TFLite files
     tensors: int
     params: int
     keras_version: str
@@ -174,6 +190,7 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
     import keras
 
     from services.embedding import tflite
+    from services.embedding.fold import fold_batch_norms
 
     keras_path = models_dir / KERAS_NAME
     tflite_path = models_dir / tflite.TFLITE_NAME
@@ -186,6 +203,7 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
             existing = None
         if (
             existing is not None
+            and existing.conversion == CONVERSION
             and existing.source_sha256 == expected_sha256
             and existing.keras_sha256 == sha256_of(keras_path)
             and existing.tflite_sha256 == sha256_of(tflite_path)
@@ -206,14 +224,17 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
         raise ValueError("the converted .keras file does not hold the same weights")
     compare_with_h5(reloaded, h5_path)
     partial.replace(keras_path)
-    tflite.convert(reloaded, tflite_path)
-    tflite.convert(reloaded, int8_path, int8=True)
+    folded = fold_batch_norms(reloaded)
+    check_fold(reloaded, folded)
+    tflite.convert(folded, tflite_path)
+    tflite.convert(folded, int8_path, int8=True)
     manifest = Manifest(
         source_sha256=source,
         keras_sha256=sha256_of(keras_path),
         tflite_sha256=sha256_of(tflite_path),
         tflite_int8_sha256=sha256_of(int8_path),
         weights_sha256=digest,
+        conversion=CONVERSION,
         tensors=tensors,
         params=int(model.count_params()),
         keras_version=keras.__version__,

@@ -37,11 +37,12 @@ FACENET = ModelSpec(
 # XNNPACK: ~5x less CPU than float32 here. Its rows differ from float32 (cosine ~0.999), so it is a
 # model of its own, with its own calibration and watchlist templates. The version is the SHA-256 of
 # the converted file, which `make models` reproduces byte for byte from the pinned weights and the
-# locked TensorFlow; a file with any other digest is refused.
+# locked TensorFlow on any CPU (batch norms folded in float64 first: services/embedding/fold.py); a
+# file with any other digest is refused.
 FACENET_INT8 = replace(
     FACENET,
     model_id="facenet-keras-inception-resnet-v1-int8",
-    model_version="f457c24881b46f524343c944acdbb269c8144b98807ddad3924e1791542392a5",
+    model_version="0a67e486d75bec5958635523ba0581b6399aa30e2f083b9e45d0f9c78c2d2522",
 )
 
 #: What a CPU deployment serves (the embedding runtime ``auto`` on a CPU), and so what the watchlist
