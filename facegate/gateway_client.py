@@ -104,7 +104,9 @@ class ReferralList(list):
 
     unreachable_peers: list[str]
 
-    def __init__(self, records: Iterable[gateway_pb2.AuditRecord] = (), unreachable_peers: Iterable[str] = ()):
+    def __init__(
+        self, records: Iterable[gateway_pb2.AuditRecord] = (), unreachable_peers: Iterable[str] = ()
+    ):
         super().__init__(records)
         self.unreachable_peers = list(unreachable_peers)
 
@@ -242,9 +244,7 @@ class Gateway:
         with self._call():
             return self.stub.GetAuditRecord(gateway_pb2.GetAuditRecordRequest(decision_id=decision_id))
 
-    def referrals(
-        self, *, limit: int = 50, gate_id: str = "", open_only: bool = False
-    ) -> ReferralList:
+    def referrals(self, *, limit: int = 50, gate_id: str = "", open_only: bool = False) -> ReferralList:
         """Recent REFER decisions of every gateway replica, newest first; ``open_only``: those without
         an officer outcome yet. ``.unreachable_peers`` names replicas whose referrals are missing."""
         request = gateway_pb2.ListReferralsRequest(limit=limit, gate_id=gate_id, open_only=open_only)
