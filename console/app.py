@@ -79,6 +79,7 @@ def create_app(settings: ConsoleSettings) -> AccessLog:
 
     app = Starlette(routes=routes(), lifespan=lifespan)
     app.state.settings, app.state.sessions = settings, sessions
+    app.state.gateway_tls = settings.gateway_tls()
     return AccessLog(app)
 
 
@@ -88,11 +89,18 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
         settings = ConsoleSettings()
+        app = create_app(settings)
     except ValidationError as exc:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:
+        print(
+            f"invalid configuration:\n  FACEGATE_CONSOLE_GATEWAY_*_FILE: cannot read {exc.filename}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=False,  # AccessLog writes its own line, without paths or query strings

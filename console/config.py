@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facegate.endpoints import DEFAULT_PORTS, HOST, HTTP_PORTS, default_target
@@ -27,6 +30,17 @@ class ConsoleSettings(BaseSettings):
     gateway_timeout_s: float = Field(
         60.0, gt=0, le=600, description="Deadline of each gateway call made for a browser request."
     )
+    gateway_ca_file: Path | None = Field(
+        None,
+        description="PEM CA of the gateway's certificate: the console then reaches the gateway over TLS "
+        "(as in the production overlay); unset = plaintext (make run, loopback).",
+    )
+    gateway_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate the console presents to a gateway that requires mutual TLS "
+        "(one its FACEGATE_GATEWAY_TLS_CLIENT_CA_FILE signed), with GATEWAY_KEY_FILE.",
+    )
+    gateway_key_file: Path | None = Field(None, description="PEM private key of GATEWAY_CERT_FILE.")
     session_idle_s: int = Field(
         1800, ge=60, le=86_400, description="A session unused this long is logged out."
     )
@@ -51,3 +65,24 @@ class ConsoleSettings(BaseSettings):
         default_factory=_metrics_links,
         description="Service name -> /metrics URL shown on the ops page (JSON object).",
     )
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> ConsoleSettings:
+        if (self.gateway_cert_file is None) != (self.gateway_key_file is None):
+            raise ValueError("set both GATEWAY_CERT_FILE and GATEWAY_KEY_FILE, or neither")
+        if self.gateway_cert_file is not None and self.gateway_ca_file is None:
+            raise ValueError("GATEWAY_CERT_FILE needs GATEWAY_CA_FILE (mutual TLS is TLS first)")
+        return self
+
+    def gateway_tls(self) -> dict[str, Any]:
+        """``Gateway(...)`` keyword arguments for the configured transport, the PEM files read once
+        (OSError names an unreadable one)."""
+        if self.gateway_ca_file is None:
+            return {}
+        out: dict[str, Any] = {"root_certificates": self.gateway_ca_file.read_bytes()}
+        if self.gateway_cert_file is not None and self.gateway_key_file is not None:
+            out["client_certificate"] = (
+                self.gateway_key_file.read_bytes(),
+                self.gateway_cert_file.read_bytes(),
+            )
+        return out

@@ -76,7 +76,12 @@ async def login(request: Request) -> Response:
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_CHARS:
         return problem(400, "INVALID_ARGUMENT", "an API key is required")
     settings = request.app.state.settings
-    gateway = Gateway(settings.gateway_target, key=key.strip(), timeout=settings.gateway_timeout_s)
+    gateway = Gateway(
+        settings.gateway_target,
+        key=key.strip(),
+        timeout=settings.gateway_timeout_s,
+        **request.app.state.gateway_tls,
+    )
     try:
         me = await call(gateway.whoami)
     except FacegateError as exc:

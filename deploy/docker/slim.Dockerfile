@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1.7
-# A slim facegate service image (no TensorFlow): gateway, watchlist or docverify.
+# A slim facegate image (no TensorFlow): gateway, watchlist, docverify, or the officer console.
 #   docker build -f deploy/docker/slim.Dockerfile --build-arg SERVICE=gateway --build-arg MODULE=gateway -t facegate/gateway:0.1.0 .
 #   docker build -f deploy/docker/slim.Dockerfile --build-arg SERVICE=watchlist -t facegate/watchlist:0.1.0 .
 #   docker build -f deploy/docker/slim.Dockerfile --build-arg SERVICE=docverify -t facegate/docverify:0.1.0 .
+#   docker build -f deploy/docker/slim.Dockerfile --build-arg SERVICE=console --build-arg MODULE=console -t facegate/console:0.1.0 .
 # Installs exactly requirements/<SERVICE>.lock (the lock `make` uses), then the project with --no-deps.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -19,7 +20,7 @@ RUN mkdir -p facegate/v1 \
 # ---- the service's virtual environment ---------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 ARG SERVICE
-RUN test -n "${SERVICE}" || { echo "build-arg SERVICE is required (gateway, watchlist or docverify)"; exit 1; }
+RUN test -n "${SERVICE}" || { echo "build-arg SERVICE is required (gateway, watchlist, docverify or console)"; exit 1; }
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:${PATH}
 RUN python -m venv /opt/venv && pip install --no-cache-dir --disable-pip-version-check "pip==25.3"
 COPY requirements/${SERVICE}.lock /tmp/service.lock
@@ -29,6 +30,7 @@ COPY pyproject.toml README.md ./
 COPY facegate facegate
 COPY services services
 COPY gateway gateway
+COPY console console
 COPY --from=stubs /src/facegate/v1 facegate/v1
 RUN pip install --no-cache-dir --disable-pip-version-check --no-deps . && rm -rf /src
 

@@ -3,6 +3,7 @@ uvicorn serving the real app on a free port, and a logged-in HTTP client per rol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -53,21 +54,17 @@ class _Keep(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture(scope="session")
-def console(stack) -> Iterator[Console]:  # noqa: F811
+@contextlib.contextmanager
+def running_console(settings) -> Iterator[str]:
+    """The real app under uvicorn on ``settings.port`` (loopback) until the block ends; its URL."""
     import uvicorn
 
     from console.app import create_app
-    from console.config import ConsoleSettings
 
-    (port,) = free_ports(1)
-    settings = ConsoleSettings(gateway_target=stack.target, port=port, poll_interval_s=0.2)
-    keep = _Keep()
-    logger = logging.getLogger("facegate.console")
-    logger.addHandler(keep)
-    logger.setLevel(logging.INFO)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=settings.port, log_config=None, access_log=False
+        )
     )
     thread = threading.Thread(target=server.run, name="console", daemon=True)
     thread.start()
@@ -76,10 +73,26 @@ def console(stack) -> Iterator[Console]:  # noqa: F811
         time.sleep(0.05)
     assert server.started, "the console did not start"
     try:
-        yield Console(f"http://127.0.0.1:{port}", stack, keep.records)
+        yield f"http://127.0.0.1:{settings.port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def console(stack) -> Iterator[Console]:  # noqa: F811
+    from console.config import ConsoleSettings
+
+    (port,) = free_ports(1)
+    settings = ConsoleSettings(gateway_target=stack.target, port=port, poll_interval_s=0.2)
+    keep = _Keep()
+    logger = logging.getLogger("facegate.console")
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    try:
+        with running_console(settings) as url:
+            yield Console(url, stack, keep.records)
+    finally:
         logger.removeHandler(keep)
 
 

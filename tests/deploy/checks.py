@@ -27,12 +27,14 @@ SERVICES: dict[str, tuple[int, int, str]] = {
 HEALTH_PORT = 8086
 #: FACEGATE_GATEWAY_PEER_PORT: where gateway replicas ask each other for referrals (gateway/peers.py).
 GATEWAY_PEER_PORT = 50058
+#: The officer console's HTTP port (FACEGATE_CONSOLE_PORT; it serves no gRPC and no metrics).
+CONSOLE_PORT = 8080
 
 #: Services whose start-up loads TensorFlow models: their startupProbe must allow this long.
 MODEL_STARTUP_S = {"detection": 120, "embedding": 120}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 #: Secrets the production overlay expects to exist (created outside git; docs/kubernetes.md).
-EXTERNAL_SECRETS = {"gateway-keys", "gateway-tls", "watchlist-milvus"}
+EXTERNAL_SECRETS = {"gateway-keys", "gateway-tls", "watchlist-milvus", "console-tls"}
 #: Environment variables a container may set that no facegate settings class reads.
 NON_SETTINGS_ENV = re.compile(r"^(OTEL_[A-Z0-9_]+|TF_CPP_MIN_LOG_LEVEL|PYTHON[A-Z]+)$")
 
@@ -414,6 +416,7 @@ CALL_GRAPH = {
     ("embedding", "redis"),
     ("watchlist", "milvus"),
     ("watchlist", "redis"),  # the change feed between replicas
+    ("console", "gateway"),  # the officer console, a client like any other
 }
 #: Service ports of the parties that are not facegate servers.
 STORE_PORTS = {"redis": 6379, "milvus": 19530}
@@ -507,6 +510,10 @@ def reachable(objs: list[Obj], namespace: str) -> set[tuple[str, str, int]]:
         named = {p["name"]: p["containerPort"] for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
         ports = [SERVICES[app][0], SERVICES[app][1], *([GATEWAY_PEER_PORT] if app == "gateway" else [])]
         targets.append((peer, ports, named))
+    for w in [w for w in workloads(objs) if app_of(w) == "console"][:1]:
+        peer = Peer("console", namespace, pod_labels(w))
+        peers.append(peer)
+        targets.append((peer, [CONSOLE_PORT], {}))
     redis = [w for w in workloads(objs) if app_of(w) == "redis"]
     for w in redis[:1]:
         peer = Peer("redis", namespace, pod_labels(w))
@@ -549,6 +556,7 @@ def expected_reachable(objs: list[Obj]) -> set[tuple[str, str, int]]:
     ports = {app: grpc for app, (grpc, _m, _mod) in SERVICES.items()} | STORE_PORTS
     out = {(src, dst, ports[dst]) for src, dst in CALL_GRAPH}
     out |= {(src, "gateway", ports["gateway"]) for src in UNRESTRICTED}
+    out |= {(src, "console", CONSOLE_PORT) for src in UNRESTRICTED}  # officers' browsers, via the Ingress
     apps = {app_of(w) for w in facegate_workloads(objs)}
     out |= {("monitoring", app, SERVICES[app][1]) for app in apps}
     out.add(("monitoring", "milvus", 9091))

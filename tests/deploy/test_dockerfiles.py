@@ -19,6 +19,7 @@ IMAGES = {
     "facegate/gateway": ("slim.Dockerfile", {"SERVICE": "gateway", "MODULE": "gateway"}),
     "facegate/watchlist": ("slim.Dockerfile", {"SERVICE": "watchlist"}),
     "facegate/docverify": ("slim.Dockerfile", {"SERVICE": "docverify"}),
+    "facegate/console": ("slim.Dockerfile", {"SERVICE": "console", "MODULE": "console"}),
     "facegate/detection": ("tensorflow.Dockerfile", {"SERVICE": "detection"}),
     "facegate/embedding": ("tensorflow.Dockerfile", {"SERVICE": "embedding"}),
     "facegate/embedding:gpu": ("embedding-gpu.Dockerfile", {}),
@@ -107,14 +108,14 @@ def test_gpu_image_swaps_the_locked_tensorflow_cpu_for_the_cuda_build() -> None:
 
 def test_every_image_the_manifests_run_has_a_dockerfile(rendered) -> None:
     for objs in rendered.values():
-        for w in checks.facegate_workloads(objs):
+        for w in [*checks.facegate_workloads(objs), checks.find(objs, "Deployment", "console")]:
             image = checks.pod_spec(w)["containers"][0]["image"]
             repo = re.sub(r"^registry\.example\.org/", "", image.rpartition(":")[0])
             key = f"{repo}:gpu" if image.endswith("-gpu") else repo
             assert key in IMAGES, f"{image}: no Dockerfile builds it"
             dockerfile, build_args = IMAGES[key]
             text = (DOCKER / dockerfile).read_text()
-            module = checks.SERVICES[checks.app_of(w)][2]
+            module = checks.pod_spec(w)["containers"][0]["command"][-1]
             # the module the manifest runs is the one the image's default command runs
             default = build_args.get("MODULE") or (
                 "services." + build_args["SERVICE"] if "SERVICE" in build_args else "services.embedding"

@@ -36,7 +36,11 @@ def test_only_the_watchlist_reaches_milvus_and_only_gateway_is_public(rendered) 
     objs = rendered["production"]
     allowed = checks.reachable(objs, "facegate")
     assert {src for src, dst, port in allowed if dst == "milvus" and port == 19530} == {"watchlist"}
-    assert {(dst, port) for src, dst, port in allowed if src == "client"} == {("gateway", 50050)}
+    assert {(dst, port) for src, dst, port in allowed if src == "client"} == {
+        ("gateway", 50050),
+        ("console", 8080),
+    }
+    assert {(dst, port) for src, dst, port in allowed if src == "console"} == {("gateway", 50050)}
 
     def callers_of(app: str) -> set[str]:
         return {src for src, dst, _ in allowed if dst == app and src not in checks.UNRESTRICTED}
@@ -47,6 +51,7 @@ def test_only_the_watchlist_reaches_milvus_and_only_gateway_is_public(rendered) 
         *((app, ports[1]) for app, ports in checks.SERVICES.items()),
         ("milvus", 9091),
         ("gateway", 50050),  # the public port
+        ("console", 8080),  # the console's, too
     }
 
 
