@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.console.conftest import login, running_console
+from tests.gateway.conftest import sibling_settings
 from tests.support import free_ports, self_signed
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def mtls_gateway(stack, tmp_path_factory):
     """A second gateway on the stack's services that requires a client certificate."""
-    from gateway.config import GatewaySettings
     from gateway.server import GatewayService
     from services.runtime.config import RuntimeSettings, load_settings
     from tests.support import serve
@@ -26,22 +26,9 @@ def mtls_gateway(stack, tmp_path_factory):
     d = tmp_path_factory.mktemp("console-tls")
     cert, key = self_signed(d, "gateway")
     client_cert, client_key = self_signed(d, "console")
-    base = stack.servicer.settings
     servicer = GatewayService(
-        load_settings(
-            GatewaySettings,
-            port=0,
-            metrics_port=-1,
-            detection_target=base.detection_target,
-            embedding_target=base.embedding_target,
-            docverify_target=base.docverify_target,
-            watchlist_target=base.watchlist_target,
-            key_file=base.key_file,
-            audit_log=d / "audit.log",
-            redis_url="",
-            tls_cert_file=cert,
-            tls_key_file=key,
-            tls_client_ca_file=client_cert,
+        sibling_settings(
+            stack, d / "audit.log", tls_cert_file=cert, tls_key_file=key, tls_client_ca_file=client_cert
         ),
         load_settings(RuntimeSettings),
     )

@@ -50,6 +50,30 @@ class Stack:
         return f"127.0.0.1:{self.gateway.port}"
 
 
+def sibling_settings(stack: Stack, audit_log: Path, **overrides: object):
+    """GatewaySettings of another gateway on the session stack's services: the stack's keys, its own
+    audit log, no retry cache, free ports; ``overrides`` add TLS, peers, ..."""
+    from gateway.config import GatewaySettings
+    from services.runtime.config import load_settings
+
+    base = stack.servicer.settings
+    return load_settings(
+        GatewaySettings,
+        port=0,
+        metrics_port=-1,
+        detection_target=base.detection_target,
+        embedding_target=base.embedding_target,
+        docverify_target=base.docverify_target,
+        watchlist_target=base.watchlist_target,
+        downstream_timeout_s=60,
+        request_timeout_s=120,
+        key_file=base.key_file,
+        audit_log=audit_log,
+        redis_url="",
+        **overrides,
+    )
+
+
 @pytest.fixture(scope="session")
 def stack(face_detection_server, face_embedding_server, redis_url, tmp_path_factory) -> Iterator[Stack]:
     from facegate.thresholds import CALIBRATION_DIR

@@ -19,7 +19,7 @@ from facegate.errors import FailedPrecondition, NotFound, Unavailable
 from facegate.gateway_client import Gateway
 from facegate.v1 import common_pb2, gateway_pb2
 from gateway.peers import PEER_HEADER, Peers, parse_targets
-from tests.gateway.conftest import OTHER_PERSON, TRAVELLER, gate_frame
+from tests.gateway.conftest import OTHER_PERSON, TRAVELLER, gate_frame, sibling_settings
 from tests.support import free_ports, serve
 
 pytestmark = pytest.mark.slow
@@ -37,27 +37,11 @@ class Replica:
 
 def replica(stack, root: Path, name: str, peer_port: int, peers: str, exits: ExitStack) -> Replica:
     """A gateway replica on the session stack's services: its own audit log, the stack's keys."""
-    from gateway.config import GatewaySettings
     from gateway.server import GatewayService
     from services.runtime.config import RuntimeSettings, load_settings
 
-    base = stack.servicer.settings
-    settings = load_settings(
-        GatewaySettings,
-        port=0,
-        metrics_port=-1,
-        detection_target=base.detection_target,
-        embedding_target=base.embedding_target,
-        docverify_target=base.docverify_target,
-        watchlist_target=base.watchlist_target,
-        downstream_timeout_s=60,
-        request_timeout_s=120,
-        key_file=base.key_file,
-        audit_log=root / f"{name}.log",
-        redis_url="",
-        peers=peers,
-        peer_port=peer_port,
-        peer_timeout_s=10,
+    settings = sibling_settings(
+        stack, root / f"{name}.log", peers=peers, peer_port=peer_port, peer_timeout_s=10
     )
     servicer = GatewayService(settings, load_settings(RuntimeSettings))
     exits.callback(servicer.close)
