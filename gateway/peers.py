@@ -31,7 +31,7 @@ import contextvars
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import grpc
@@ -147,9 +147,10 @@ class Peers:
         NOT_FOUND when no replica holds it; UNAVAILABLE when none that answered does but some did
         not answer; the owner's own error (FAILED_PRECONDITION, ...) as it gave it."""
         targets = self.targets()
-        calls = [self._submit(t, method, request, metadata) for t in targets]
+        calls = {self._submit(t, method, request, metadata): t for t in targets}
         unreachable = []
-        for target, call in zip(targets, calls, strict=True):
+        for call in as_completed(calls):  # the owner's answer, without waiting for a silent peer
+            target = calls[call]
             try:
                 return call.result()
             except grpc.RpcError as exc:

@@ -5,8 +5,10 @@ referrals; the owner applies its rules, writes the audit record and holds the im
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +37,15 @@ class Replica:
     servicer: object
 
 
-def replica(stack, root: Path, name: str, peer_port: int, peers: str, exits: ExitStack) -> Replica:
+def replica(
+    stack, root: Path, name: str, peer_port: int, peers: str, exits: ExitStack, peer_timeout_s: float = 10
+) -> Replica:
     """A gateway replica on the session stack's services: its own audit log, the stack's keys."""
     from gateway.server import GatewayService
     from services.runtime.config import RuntimeSettings, load_settings
 
     settings = sibling_settings(
-        stack, root / f"{name}.log", peers=peers, peer_port=peer_port, peer_timeout_s=10
+        stack, root / f"{name}.log", peers=peers, peer_port=peer_port, peer_timeout_s=peer_timeout_s
     )
     servicer = GatewayService(settings, load_settings(RuntimeSettings))
     exits.callback(servicer.close)
@@ -152,6 +156,37 @@ def test_a_silent_replica_makes_the_queue_incomplete_and_says_so(stack, replicas
         with pytest.raises(Unavailable, match="1 peer\\(s\\) did not answer"):
             officer.referral(uuid.uuid4().hex)  # it might be on the silent one: not "not found"
         officer.record_referral_outcome(decision_id, "admitted")
+
+
+def hung_peer(release: threading.Event, exits: ExitStack) -> str:
+    """A gRPC server that takes every call and answers none until ``release`` (a stuck replica)."""
+
+    class Hang(grpc.GenericRpcHandler):
+        def service(self, handler_call_details):
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: release.wait(120) and b"")
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((Hang(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    exits.callback(server.stop, 0)
+    exits.callback(release.set)  # first: let the stuck handlers return
+    return f"127.0.0.1:{port}"
+
+
+def test_the_owner_answers_without_waiting_for_a_peer_that_hangs(stack, replicas, tmp_path) -> None:
+    """A replica that takes the call and never answers would hold the officer for its whole peer
+    timeout (60 s here) unless the owner's answer is taken as soon as it comes: the officer's own
+    deadline (20 s) would expire first."""
+    (port,) = free_ports(1)
+    a = replicas["a"]
+    with ExitStack() as exits:
+        stuck = hung_peer(threading.Event(), exits)
+        d = replica(stack, tmp_path, "d", port, f"{stuck},127.0.0.1:{a.peer_port}", exits, peer_timeout_s=60)
+        decision_id = refer_on(stack, a.target)
+        with Gateway(d.target, key=stack.keys["officer"], timeout=20) as officer:
+            assert officer.referral(decision_id).images_held
+            officer.record_referral_outcome(decision_id, "admitted")
 
 
 def test_peer_targets_skip_this_replica_and_name_bad_entries() -> None:
