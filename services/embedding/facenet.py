@@ -146,18 +146,6 @@ def compare_with_h5(model: Any, h5_path: Path) -> int:
     return checked
 
 
-#: Largest raw-output difference allowed between the network and its folded copy (measured ~2e-6).
-FOLD_MAX_DIFF = 1e-4
-
-
-def check_fold(model: Any, folded: Any) -> None:
-    """ValueError unless ``folded`` computes what ``model`` does on a fixed random batch."""
-    x = np.random.default_rng(1).normal(size=(4, 160, 160, 3)).astype(np.float32)
-    diff = float(np.max(np.abs(model(x, training=False).numpy() - folded(x, training=False).numpy())))
-    if not diff <= FOLD_MAX_DIFF:
-        raise ValueError(f"the network with batch norms folded differs by {diff:.3g} (> {FOLD_MAX_DIFF})")
-
-
 @dataclass(frozen=True)
 class Manifest:
     """What ``model_setup`` converted, so the service can prove it loads those exact weights."""
@@ -190,7 +178,7 @@ def convert(h5_path: Path, models_dir: Path, expected_sha256: str) -> Manifest:
     import keras
 
     from services.embedding import tflite
-    from services.embedding.fold import fold_batch_norms
+    from services.embedding.fold import check_fold, fold_batch_norms
 
     keras_path = models_dir / KERAS_NAME
     tflite_path = models_dir / tflite.TFLITE_NAME

@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+#: Largest raw-output difference allowed between a network and its folded copy (FaceNet: ~2e-6).
+FOLD_MAX_DIFF = 1e-4
+
 
 def fold_batch_norms(model: Any) -> Any:
     """A copy of the functional ``model`` with every foldable BatchNormalization folded."""
@@ -87,3 +90,11 @@ def folded_weights(layer: Any, bn: Any) -> list[np.ndarray]:
     mean, var = stats["moving_mean"].astype(np.float64), stats["moving_variance"].astype(np.float64)
     r = gamma / np.sqrt(var + float(bn.epsilon))
     return [(kernel * r).astype(np.float32), ((bias - mean) * r + beta).astype(np.float32)]
+
+
+def check_fold(model: Any, folded: Any, shape: tuple[int, ...] = (4, 160, 160, 3)) -> None:
+    """ValueError unless ``folded`` computes what ``model`` does on a fixed random batch."""
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    diff = float(np.max(np.abs(model(x, training=False).numpy() - folded(x, training=False).numpy())))
+    if not diff <= FOLD_MAX_DIFF:
+        raise ValueError(f"the network with batch norms folded differs by {diff:.3g} (> {FOLD_MAX_DIFF})")

@@ -90,3 +90,14 @@ def test_the_converter_keeps_every_folded_kernel_byte_for_byte(network) -> None:
         kernel = folded.get_layer(name).get_weights()[0]
         stored = kernel.transpose(3, 0, 1, 2) if kernel.ndim == 4 else kernel.T
         assert np.ascontiguousarray(stored).tobytes() in in_file, name
+
+
+def test_a_fold_that_changes_the_outputs_is_refused(network) -> None:
+    from services.embedding.fold import check_fold
+
+    folded = fold_batch_norms(network)
+    check_fold(network, folded, shape=(2, 12, 12, 3))
+    kernel, bias = folded.get_layer("c2").get_weights()
+    folded.get_layer("c2").set_weights([kernel, bias + 1e-2])  # a bias folded wrongly
+    with pytest.raises(ValueError, match="batch norms folded differs"):
+        check_fold(network, folded, shape=(2, 12, 12, 3))
