@@ -41,6 +41,12 @@ class ConsoleSettings(BaseSettings):
         "(one its FACEGATE_GATEWAY_TLS_CLIENT_CA_FILE signed), with GATEWAY_KEY_FILE.",
     )
     gateway_key_file: Path | None = Field(None, description="PEM private key of GATEWAY_CERT_FILE.")
+    gateway_server_name: str = Field(
+        "",
+        description="Name the gateway's certificate is checked against when it is not the host of "
+        "GATEWAY_TARGET (e.g. the public name kiosks use, while the console dials the Service); "
+        "empty = that host. Needs GATEWAY_CA_FILE.",
+    )
     session_idle_s: int = Field(
         1800, ge=60, le=86_400, description="A session unused this long is logged out."
     )
@@ -72,6 +78,8 @@ class ConsoleSettings(BaseSettings):
             raise ValueError("set both GATEWAY_CERT_FILE and GATEWAY_KEY_FILE, or neither")
         if self.gateway_cert_file is not None and self.gateway_ca_file is None:
             raise ValueError("GATEWAY_CERT_FILE needs GATEWAY_CA_FILE (mutual TLS is TLS first)")
+        if self.gateway_server_name and self.gateway_ca_file is None:
+            raise ValueError("GATEWAY_SERVER_NAME needs GATEWAY_CA_FILE (a name is checked only over TLS)")
         return self
 
     def gateway_tls(self) -> dict[str, Any]:
@@ -79,7 +87,10 @@ class ConsoleSettings(BaseSettings):
         (OSError names an unreadable one)."""
         if self.gateway_ca_file is None:
             return {}
-        out: dict[str, Any] = {"root_certificates": self.gateway_ca_file.read_bytes()}
+        out: dict[str, Any] = {
+            "root_certificates": self.gateway_ca_file.read_bytes(),
+            "server_name": self.gateway_server_name,
+        }
         if self.gateway_cert_file is not None and self.gateway_key_file is not None:
             out["client_certificate"] = (
                 self.gateway_key_file.read_bytes(),

@@ -122,9 +122,12 @@ class Gateway:
         timeout: float = 30.0,
         root_certificates: bytes | None = None,
         client_certificate: tuple[bytes, bytes] | None = None,
+        server_name: str = "",
     ) -> None:
         """``root_certificates`` (PEM) makes the channel TLS; ``client_certificate`` is a
-        (private key, certificate chain) PEM pair for a gateway that requires mutual TLS."""
+        (private key, certificate chain) PEM pair for a gateway that requires mutual TLS;
+        ``server_name`` is the name its certificate must hold when ``target`` is another (an
+        in-cluster Service name in front of a gateway whose certificate names its public host)."""
         key = key if key is not None else os.environ.get(API_KEY_ENV, "")
         credentials = None
         if root_certificates or client_certificate:
@@ -132,7 +135,10 @@ class Gateway:
             credentials = grpc.ssl_channel_credentials(root_certificates, private_key, chain)
         metadata = (("authorization", f"Bearer {key}"),) if key else ()
         self.timeout = timeout
-        self._channel = open_channel(target, metadata=metadata, credentials=credentials)
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name and credentials else []
+        self._channel = open_channel(
+            target, metadata=metadata, credentials=credentials, extra_options=options
+        )
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
 
     def close(self) -> None:

@@ -87,12 +87,12 @@ def openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key: (cert, key) PEM paths in ``folder``."""
+def self_signed(folder: Path, name: str, san: str = "IP:127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``san`` (default 127.0.0.1) and its key: (cert, key) PEM paths."""
     cert, key = folder / f"{name}.pem", folder / f"{name}.key"
     openssl(
         *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}"),
-        *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        *("-addext", f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert)),
     )
     return cert, key
 

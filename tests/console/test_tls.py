@@ -39,6 +39,26 @@ def mtls_gateway(stack, tmp_path_factory):
         servicer.close()
 
 
+@pytest.fixture(scope="module")
+def named_gateway(stack, tmp_path_factory):
+    """A TLS gateway whose certificate names only gate.example, its public host, not 127.0.0.1."""
+    from gateway.server import GatewayService
+    from services.runtime.config import RuntimeSettings, load_settings
+    from tests.support import serve
+
+    d = tmp_path_factory.mktemp("console-named")
+    cert, key = self_signed(d, "gateway", san="DNS:gate.example")
+    servicer = GatewayService(
+        sibling_settings(stack, d / "audit.log", tls_cert_file=cert, tls_key_file=key),
+        load_settings(RuntimeSettings),
+    )
+    try:
+        with serve(servicer, label="gateway-console-named") as running:
+            yield f"127.0.0.1:{running.port}", cert
+    finally:
+        servicer.close()
+
+
 def console_settings(target: str, **files: Path):
     from console.config import ConsoleSettings
 
@@ -71,6 +91,17 @@ def test_without_its_certificate_log_in_fails_and_opens_no_session(stack, mtls_g
         assert client.get("/api/me").status_code == 401
 
 
+@pytest.mark.parametrize("server_name", ["", "gate.example"])
+def test_the_console_checks_the_name_the_gateway_certificate_holds(stack, named_gateway, server_name) -> None:
+    """Dialled by address, a certificate naming the public host is refused unless the console is
+    told that name (FACEGATE_CONSOLE_GATEWAY_SERVER_NAME): the check is not switched off."""
+    target, cert = named_gateway
+    settings = console_settings(target, gateway_ca_file=cert, gateway_server_name=server_name)
+    with running_console(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        reply = login(client, stack.keys["officer"])
+        assert reply.status_code == (200 if server_name else 503), reply.text
+
+
 def test_tls_settings_fail_fast(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
@@ -82,5 +113,7 @@ def test_tls_settings_fail_fast(tmp_path: Path) -> None:
         ConsoleSettings(gateway_ca_file=cert, gateway_cert_file=cert)
     with pytest.raises(ValidationError, match="needs GATEWAY_CA_FILE"):
         ConsoleSettings(gateway_cert_file=cert, gateway_key_file=key)
+    with pytest.raises(ValidationError, match="GATEWAY_SERVER_NAME needs GATEWAY_CA_FILE"):
+        ConsoleSettings(gateway_server_name="gate.example")
     with pytest.raises(OSError):
         create_app(ConsoleSettings(gateway_ca_file=tmp_path / "missing.pem"))
