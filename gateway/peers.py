@@ -9,7 +9,8 @@ How, with ``FACEGATE_GATEWAY_PEERS`` set:
 
 * ``ListReferrals`` asks every other replica at once and merges their answers with its own (newest
   first). A replica that does not answer within ``FACEGATE_GATEWAY_PEER_TIMEOUT_S`` is named in the
-  reply's ``unreachable_peers``: the list says it is incomplete instead of looking complete.
+  reply's ``unreachable_peers``: the list says it is incomplete instead of looking complete. One
+  that ran out of time is then named without being asked for ``SILENT_HOLD_S``.
 * ``GetReferral``, ``RecordReferralOutcome``, ``ConfirmWatchlistHit`` and ``GetAuditRecord`` for a
   decision this replica does not hold are forwarded to the replica that does, which applies its
   own rules (close once, two officers), writes the audit record in its own chain and returns the
@@ -30,6 +31,7 @@ import contextlib
 import contextvars
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
@@ -46,6 +48,9 @@ PEER_HEADER = "x-facegate-peer"
 UNREACHABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
+#: A peer whose list call ran out of time is listed as unreachable without being asked for this
+#: long: one stuck replica would otherwise hold every queue refresh for the whole peer timeout.
+SILENT_HOLD_S = 30.0
 
 Resolve = Callable[[str, int], Iterable[str]]
 
@@ -106,6 +111,7 @@ class Peers:
         self.credentials, self.server_name, self.resolve = credentials, server_name, resolve
         self.own = own_addresses() if own is None else own
         self._channels: dict[str, grpc.Channel] = {}
+        self._silent_until: dict[str, float] = {}  # target -> monotonic time its list calls resume
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-peers")
 
@@ -129,16 +135,25 @@ class Peers:
     def list_referrals(
         self, request: gateway_pb2.ListReferralsRequest, metadata: Sequence[tuple[str, str]]
     ) -> tuple[list[gateway_pb2.AuditRecord], list[str]]:
-        """Every peer's answer to ``request`` at once: (their referrals, peers that did not answer)."""
-        targets = self.targets()
+        """Every peer's answer to ``request`` at once: (their referrals, peers that did not answer).
+
+        A peer that ran out of time is not asked again for ``SILENT_HOLD_S`` (it stays listed as
+        unreachable), so the queue keeps refreshing at its own pace while a replica is stuck."""
+        now = time.monotonic()
+        with self._lock:
+            held = {t for t, until in self._silent_until.items() if until > now}
+        targets = [t for t in self.targets() if t not in held]
         calls = [self._submit(t, "ListReferrals", request, metadata) for t in targets]
         records: list[gateway_pb2.AuditRecord] = []
-        unreachable = []
+        unreachable = sorted(held)
         for target, call in zip(targets, calls, strict=True):
             try:
                 records.extend(call.result().referrals)
-            except grpc.RpcError:
+            except grpc.RpcError as exc:
                 unreachable.append(target)  # whatever the reason, its share of the queue is missing
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    with self._lock:
+                        self._silent_until[target] = time.monotonic() + SILENT_HOLD_S
         return records, unreachable
 
     def forward(self, method: str, request: Any, metadata: Sequence[tuple[str, str]]) -> Any:

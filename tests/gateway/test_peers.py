@@ -158,11 +158,14 @@ def test_a_silent_replica_makes_the_queue_incomplete_and_says_so(stack, replicas
         officer.record_referral_outcome(decision_id, "admitted")
 
 
-def hung_peer(release: threading.Event, exits: ExitStack) -> str:
-    """A gRPC server that takes every call and answers none until ``release`` (a stuck replica)."""
+def hung_peer(release: threading.Event, exits: ExitStack, calls: list[str] | None = None) -> str:
+    """A gRPC server that takes every call and answers none until ``release`` (a stuck replica);
+    ``calls`` collects the method of each call it took."""
 
     class Hang(grpc.GenericRpcHandler):
         def service(self, handler_call_details):
+            if calls is not None:
+                calls.append(handler_call_details.method.rsplit("/", 1)[-1])
             return grpc.unary_unary_rpc_method_handler(lambda request, context: release.wait(120) and b"")
 
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
@@ -187,6 +190,25 @@ def test_the_owner_answers_without_waiting_for_a_peer_that_hangs(stack, replicas
         with Gateway(d.target, key=stack.keys["officer"], timeout=20) as officer:
             assert officer.referral(decision_id).images_held
             officer.record_referral_outcome(decision_id, "admitted")
+
+
+def test_a_peer_that_ran_out_of_time_is_not_asked_again_at_once(stack, replicas, tmp_path) -> None:
+    """The console refreshes the queue every second; a stuck replica must not cost each refresh
+    the peer timeout. After one timed-out call it is listed as unreachable without being asked."""
+    (port,) = free_ports(1)
+    taken: list[str] = []
+    with ExitStack() as exits:
+        stuck = hung_peer(threading.Event(), exits, taken)
+        a = replicas["a"]
+        e = replica(stack, tmp_path, "e", port, f"{stuck},127.0.0.1:{a.peer_port}", exits, peer_timeout_s=1)
+        decision_id = refer_on(stack, a.target)
+        with client(stack, e.target, "officer") as officer:
+            for _ in range(3):
+                queue = officer.referrals(open_only=True)
+                assert queue.unreachable_peers == [stuck]
+                assert decision_id in [r.decision.decision_id for r in queue]  # a still answers
+            officer.record_referral_outcome(decision_id, "admitted")
+    assert taken.count("ListReferrals") == 1
 
 
 def test_peer_targets_skip_this_replica_and_name_bad_entries() -> None:
