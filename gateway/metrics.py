@@ -29,6 +29,12 @@ AUDIT_RECORDS = Counter(
     "facegate_gateway_audit_records_total",
     "Audit records appended and fsync'ed.",
 )
+PEER_UNANSWERED = Counter(
+    "facegate_gateway_peer_unanswered_total",
+    "Calls to another gateway replica (referral queue, forwarded officer actions) that it did not "
+    "answer: unreachable, timed out, or skipped while it is held as stuck. Officers' queues are "
+    "incomplete meanwhile.",
+)
 AUDIT_WRITE_ERRORS = Counter(
     "facegate_gateway_audit_write_errors_total",
     "Audit appends that failed (the gateway answers no decision without its record).",

@@ -41,6 +41,7 @@ import grpc
 from facegate.client import open_channel
 from facegate.errors import NotFound, Unavailable, from_rpc_error
 from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from gateway.metrics import PEER_UNANSWERED
 
 #: Metadata that marks a call one replica makes on another's behalf (answered locally, never forwarded).
 PEER_HEADER = "x-facegate-peer"
@@ -146,11 +147,13 @@ class Peers:
         calls = [self._submit(t, "ListReferrals", request, metadata) for t in targets]
         records: list[gateway_pb2.AuditRecord] = []
         unreachable = sorted(held)
+        PEER_UNANSWERED.inc(len(held))
         for target, call in zip(targets, calls, strict=True):
             try:
                 records.extend(call.result().referrals)
             except grpc.RpcError as exc:
                 unreachable.append(target)  # whatever the reason, its share of the queue is missing
+                PEER_UNANSWERED.inc()
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     with self._lock:
                         self._silent_until[target] = time.monotonic() + SILENT_HOLD_S
@@ -173,6 +176,7 @@ class Peers:
                     continue
                 if exc.code() in UNREACHABLE:
                     unreachable.append(target)
+                    PEER_UNANSWERED.inc()
                     continue
                 raise from_rpc_error(exc) from None
         if unreachable:

@@ -158,6 +158,12 @@ def test_a_silent_replica_makes_the_queue_incomplete_and_says_so(stack, replicas
         officer.record_referral_outcome(decision_id, "admitted")
 
 
+def unanswered() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("facegate_gateway_peer_unanswered_total") or 0.0
+
+
 def hung_peer(release: threading.Event, exits: ExitStack, calls: list[str] | None = None) -> str:
     """A gRPC server that takes every call and answers none until ``release`` (a stuck replica);
     ``calls`` collects the method of each call it took."""
@@ -202,11 +208,13 @@ def test_a_peer_that_ran_out_of_time_is_not_asked_again_at_once(stack, replicas,
         a = replicas["a"]
         e = replica(stack, tmp_path, "e", port, f"{stuck},127.0.0.1:{a.peer_port}", exits, peer_timeout_s=1)
         decision_id = refer_on(stack, a.target)
+        before = unanswered()
         with client(stack, e.target, "officer") as officer:
             for _ in range(3):
                 queue = officer.referrals(open_only=True)
                 assert queue.unreachable_peers == [stuck]
                 assert decision_id in [r.decision.decision_id for r in queue]  # a still answers
+            assert unanswered() == before + 3  # counted each time, asked once (the ops alert's metric)
             officer.record_referral_outcome(decision_id, "admitted")
     assert taken.count("ListReferrals") == 1
 
