@@ -22,7 +22,8 @@ officer's role and audits the officer's key id, exactly as for a direct call; it
 ``x-facegate-peer`` so that it is answered locally and never forwarded again. Peers are dialled on
 their peer port (``FACEGATE_GATEWAY_PEER_PORT``) with the internal transport (mTLS from
 ``FACEGATE_MTLS_*``). A name in ``FACEGATE_GATEWAY_PEERS`` is resolved on every use, so replicas an
-autoscaler adds are asked as soon as their address is in DNS; this replica's own address is skipped.
+autoscaler adds are asked as soon as their address is in DNS; this replica's own address is skipped,
+and the channel to a replica whose address has not resolved for ``FORGET_AFTER_S`` is closed.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ UNREACHABLE = frozenset(
 #: A peer whose list call ran out of time is listed as unreachable without being asked for this
 #: long: one stuck replica would otherwise hold every queue refresh for the whole peer timeout.
 SILENT_HOLD_S = 30.0
+#: A replica whose address has not resolved for this long is forgotten (its channel closed, its hold
+#: dropped): under an autoscaler pods come and go, and each gone pod's channel would otherwise stay
+#: open, and keep reconnecting, for the life of this replica.
+FORGET_AFTER_S = 300.0
 
 Resolve = Callable[[str, int], Iterable[str]]
 
@@ -106,12 +111,15 @@ class Peers:
         server_name: str = "",
         resolve: Resolve = resolve_addresses,
         own: frozenset[str] | None = None,
+        forget_after_s: float = FORGET_AFTER_S,
     ) -> None:
         self.targets_spec = parse_targets(spec)
         self.own_port, self.timeout_s = own_port, timeout_s
         self.credentials, self.server_name, self.resolve = credentials, server_name, resolve
         self.own = own_addresses() if own is None else own
+        self.forget_after_s = forget_after_s
         self._channels: dict[str, grpc.Channel] = {}
+        self._last_seen: dict[str, float] = {}  # target -> monotonic time it last resolved
         self._silent_until: dict[str, float] = {}  # target -> monotonic time its list calls resume
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-peers")
@@ -131,7 +139,13 @@ class Peers:
                 target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
                 if target not in out:
                     out.append(target)
+        self._forget_gone(out)
         return out
+
+    def dialled(self) -> list[str]:
+        """The targets this replica holds a channel to now."""
+        with self._lock:
+            return sorted(self._channels)
 
     def list_referrals(
         self, request: gateway_pb2.ListReferralsRequest, metadata: Sequence[tuple[str, str]]
@@ -202,6 +216,21 @@ class Peers:
     def _call(self, target: str, method: str, request: Any, metadata: Sequence[tuple[str, str]]) -> Any:
         stub = gateway_pb2_grpc.GatewayServiceStub(self._channel(target))
         return getattr(stub, method)(request, metadata=list(metadata), timeout=self.timeout_s)
+
+    def _forget_gone(self, current: Sequence[str]) -> None:
+        """Mark ``current`` as seen now; close what has not been seen for ``forget_after_s``."""
+        now = time.monotonic()
+        with self._lock:
+            self._last_seen.update(dict.fromkeys(current, now))
+            gone = [t for t, seen in self._last_seen.items() if now - seen > self.forget_after_s]
+            closing = []
+            for target in gone:
+                del self._last_seen[target]
+                self._silent_until.pop(target, None)
+                if (channel := self._channels.pop(target, None)) is not None:
+                    closing.append(channel)
+        for channel in closing:
+            channel.close()
 
     def _channel(self, target: str) -> grpc.Channel:
         with self._lock:

@@ -240,6 +240,29 @@ def test_peer_targets_skip_this_replica_and_name_bad_entries() -> None:
         peers.close()
 
 
+def test_a_replica_gone_from_dns_has_its_channel_closed() -> None:
+    """Pods come and go under an autoscaler: a channel to an address that no longer resolves is
+    closed once it has been gone for ``forget_after_s``, while the replicas still there keep theirs."""
+    port, own_port = free_ports(2)
+    addresses = {"gateway-headless": ["127.0.0.1", "127.0.0.2"]}
+    peers = Peers(
+        f"gateway-headless:{port}",
+        own_port=own_port,
+        timeout_s=1,
+        resolve=lambda host, port: addresses.get(host, [host]),
+        own=frozenset(),
+        forget_after_s=0,
+    )
+    try:
+        _, unreachable = peers.list_referrals(gateway_pb2.ListReferralsRequest(), [])
+        assert sorted(unreachable) == peers.dialled() == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
+        addresses["gateway-headless"] = ["127.0.0.2"]  # the first pod went away
+        _, unreachable = peers.list_referrals(gateway_pb2.ListReferralsRequest(), [])
+        assert unreachable == peers.dialled() == [f"127.0.0.2:{port}"]
+    finally:
+        peers.close()
+
+
 def test_peer_settings_fail_fast() -> None:
     from gateway.config import GatewaySettings
     from services.runtime.config import ConfigError, load_settings
