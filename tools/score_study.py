@@ -47,6 +47,8 @@ from facegate import evaluation
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO.parent / "shared" / "data" / "faces"
 CACHE = REPO / "var" / "score_study"
+#: Where one FaceNet file's rows and results go (``--model``); detections and dlib stay in CACHE.
+OUT = CACHE / "int8"
 REPORTED, TUNING = "pairs.tsv", "pairs_constructed.tsv"
 #: Score of a pair with a faceless image: rejected, as in ``facegate eval`` (fail closed).
 NO_FACE = -1e3
@@ -216,7 +218,8 @@ def standardise(crops: np.ndarray) -> np.ndarray:
 
 
 class FaceNetRaw:
-    """The shipped TFLite FaceNet, giving raw (pre-L2) rows for a crop and its mirror separately."""
+    """The shipped TFLite FaceNet (float32, or int8 when ``OUT`` says so), giving raw (pre-L2) rows
+    for a crop and its mirror separately."""
 
     def __init__(self, threads: int = 2) -> None:
         from services.embedding.config import EmbeddingSettings
@@ -224,7 +227,7 @@ class FaceNetRaw:
         from services.embedding.tflite import TfliteNet
         from services.runtime.model_spec import FACENET
 
-        blob, _ = load_tflite(EmbeddingSettings().models_dir, FACENET.model_version)
+        blob, _ = load_tflite(EmbeddingSettings().models_dir, FACENET.model_version, int8=OUT.name == "int8")
         self.net = TfliteNet(blob, threads=threads)
 
     def __call__(self, crops: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -239,7 +242,8 @@ class FaceNetRaw:
 
 def embed(paths: Sequence[str], variants: Sequence[Variant]) -> None:
     det = load_detections(paths)
-    todo = [v for v in variants if not (CACHE / f"facenet_{v.name}.npy").exists()]
+    OUT.mkdir(parents=True, exist_ok=True)
+    todo = [v for v in variants if not (OUT / f"facenet_{v.name}.npy").exists()]
     if not todo:
         return
     net = FaceNetRaw()
@@ -250,9 +254,9 @@ def embed(paths: Sequence[str], variants: Sequence[Variant]) -> None:
         idx = sorted(images)
         crops = np.stack([variant_crop(images[i], det["landmarks"][i], variant) for i in idx])
         rows[idx] = net(crops)
-        np.save(CACHE / f"facenet_{variant.name}.npy", rows)
+        np.save(OUT / f"facenet_{variant.name}.npy", rows)
         print(f"embed {variant.name}: {len(idx)} faces in {time.perf_counter() - started:.0f} s")
-    service = CACHE / "facenet_service_crops.npy"
+    service = OUT / "facenet_service_crops.npy"
     if not service.exists():
         rows = np.zeros((len(paths), 2, 128), np.float32)
         idx = np.flatnonzero(det["found"])
@@ -261,7 +265,7 @@ def embed(paths: Sequence[str], variants: Sequence[Variant]) -> None:
 
 
 def facenet_raw(name: str) -> np.ndarray:
-    return np.load(CACHE / f"facenet_{name}.npy")
+    return np.load(OUT / f"facenet_{name}.npy")
 
 
 def check(paths: Sequence[str], sample: int = 16) -> dict[str, float]:
@@ -282,7 +286,11 @@ def check(paths: Sequence[str], sample: int = 16) -> dict[str, float]:
         ]
     )
     crops = det["crops"][idx[:sample]]
-    model = EmbeddingModel(EmbeddingSettings().models_dir, flip_fusion=True, runtime="tflite")
+    model = EmbeddingModel(
+        EmbeddingSettings().models_dir,
+        flip_fusion=True,
+        runtime="tflite-int8" if OUT.name == "int8" else "tflite",
+    )
     cos = np.sum(model.embed(crops) * fused_template([FaceNetRaw()(crops)]), axis=1)
     out = {
         "crops_identical": float(np.mean(diffs == 0)),
@@ -290,7 +298,7 @@ def check(paths: Sequence[str], sample: int = 16) -> dict[str, float]:
         "service_vs_study_min_cosine": float(cos.min()),
     }
     print(json.dumps(out))
-    (CACHE / "check.json").write_text(json.dumps(out))
+    (OUT / "check.json").write_text(json.dumps(out))
     return out
 
 
@@ -794,7 +802,7 @@ def timing(paths: Sequence[str]) -> dict[str, Any]:
     out["dlib_descriptor_one_face_ms"] = median_ms(lambda: dlib_face(0))
     out["dlib_hog_150px_ms"] = median_ms(lambda: hog(rgbs[0], 1))
     print(json.dumps(out, indent=2))
-    (CACHE / "timing.json").write_text(json.dumps(out, indent=2))
+    (OUT / "timing.json").write_text(json.dumps(out, indent=2))
     return out
 
 
@@ -830,7 +838,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "stage", choices=("detect", "embed", "check", "dlib", "report", "specimens", "timing", "all")
     )
+    parser.add_argument(
+        "--model",
+        choices=("int8", "float32"),
+        default="int8",
+        help="which FaceNet file: int8 (the CPU default since 6566e6d) or float32; rows and results "
+        "go to var/score_study/<model>/",
+    )
     args = parser.parse_args(argv)
+    global OUT
+    OUT = CACHE / args.model
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     paths = study_images()
     if args.stage in ("detect", "all") and not (CACHE / "detections.npz").exists():
@@ -843,12 +860,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stage in ("dlib", "all"):
         dlib_descriptors(paths)
     if args.stage in ("specimens", "all"):
-        (CACHE / "specimens.json").write_text(json.dumps(specimens(), indent=2))
+        (OUT / "specimens.json").write_text(json.dumps(specimens(), indent=2))
     if args.stage in ("timing", "all"):
         timing(paths)
     if args.stage in ("report", "all"):
         results = report()
-        (CACHE / "report.json").write_text(json.dumps(results, indent=2))
+        (OUT / "report.json").write_text(json.dumps(results, indent=2))
         print(markdown(results))
     return 0
 
