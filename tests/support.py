@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -95,6 +95,37 @@ def self_signed(folder: Path, name: str, san: str = "IP:127.0.0.1") -> tuple[Pat
         *("-addext", f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert)),
     )
     return cert, key
+
+
+def make_pki(d: Path, names: Sequence[str]) -> dict[str, Path]:
+    """In ``d``: a CA (ca.pem, ca.key), a certificate and key per name it signed for 127.0.0.1
+    (<name>.pem, <name>.key; server and client use), and an outsider's self-signed pair; by file name."""
+    ca, ca_key = d / "ca.pem", d / "ca.key"
+    openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=facegate-ca"),
+        *("-keyout", str(ca_key), "-out", str(ca)),
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in names:
+        key, csr, cert = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        )
+        openssl(
+            *("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial"),
+            *("-days", "1", "-extfile", str(d / "san.ext"), "-out", str(cert)),
+        )
+    self_signed(d, "outsider")
+    return {p.name: p for p in d.iterdir()}
 
 
 def free_ports(n: int) -> list[int]:

@@ -1,10 +1,8 @@
 """Mutual TLS on the service-to-service hop (FACEGATE_MTLS_*): a server accepts only callers with a
 certificate from the shared CA, and the runtime's channel credentials present one. Certificates
-are made by openssl for 127.0.0.1 in each run."""
+are made by openssl for 127.0.0.1 in each run (tests/runtime/conftest.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import grpc
 import pytest
@@ -14,71 +12,9 @@ from facegate.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 from services.runtime import mtls
 from services.runtime.config import ConfigError, RuntimeSettings, load_settings
 from tests.runtime.app import ImageProbe
+from tests.runtime.conftest import runtime_for
 from tests.runtime.test_server import jpeg
-from tests.support import free_ports, openssl, self_signed, serve
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> dict[str, Path]:
-    """A CA and two service certificates it signed (for 127.0.0.1), plus an outsider's self-signed one."""
-    d = tmp_path_factory.mktemp("pki")
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=facegate-ca",
-        "-keyout",
-        str(d / "ca.key"),
-        "-out",
-        str(d / "ca.pem"),
-    )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name in ("detection", "docverify"):
-        openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(d / f"{name}.key"),
-            "-out",
-            str(d / f"{name}.csr"),
-        )
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(d / f"{name}.csr"),
-            "-CA",
-            str(d / "ca.pem"),
-            "-CAkey",
-            str(d / "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            str(d / "san.ext"),
-            "-out",
-            str(d / f"{name}.pem"),
-        )
-    self_signed(d, "outsider")
-    return {p.stem + p.suffix: p for p in d.iterdir()}
-
-
-def runtime_for(pki: dict[str, Path], name: str) -> RuntimeSettings:
-    return load_settings(
-        RuntimeSettings,
-        mtls_cert_file=pki[f"{name}.pem"],
-        mtls_key_file=pki[f"{name}.key"],
-        mtls_ca_file=pki["ca.pem"],
-    )
+from tests.support import free_ports, serve
 
 
 def detect(channel: grpc.Channel) -> detection_pb2.DetectResponse:
