@@ -41,7 +41,7 @@ $(STAMP_MODELS): services/embedding/model_setup.py services/embedding/facenet.py
 run: setup proto models
 	$(PY) -m facegate.launcher
 
-# The deploy checks in tests/deploy run strictly: a missing kubectl, promtool or npm package fails
+# The deploy checks in tests/deploy run strictly: a missing kubectl, promtool, haproxy or npm package fails
 # them instead of skipping (.ci/run installs the Debian tools when missing).
 test: setup proto models deploy-tools chromium
 	FACEGATE_DEPLOY_STRICT=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -35,9 +35,9 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -68,7 +68,9 @@ class RedisGuard:
         retry_s: float,
         on_error: Callable[[], None] = lambda: None,
         on_up: Callable[[bool], None] = lambda up: None,
+        tls: Mapping[str, Any] | None = None,
     ) -> None:
+        """``tls``: redis-py's TLS options for a rediss:// URL (services.runtime.redis_client)."""
         self.name = name
         self.retry_s = retry_s
         self._on_error, self._on_up = on_error, on_up
@@ -84,6 +86,7 @@ class RedisGuard:
                 retry_on_timeout=False,
                 retry=Retry(NoBackoff(), 0),  # one bounded attempt; the caller goes on without Redis
                 health_check_interval=0,
+                **(tls or {}),
             )
         on_up(False)
 
@@ -167,6 +170,7 @@ class ReplayCache:
         claim_ttl_s: float = 30.0,
         wait_s: float = 5.0,
         poll_s: float = 0.05,
+        tls: Mapping[str, Any] | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.prefix = prefix
@@ -180,6 +184,7 @@ class ReplayCache:
             retry_s=retry_s,
             on_error=metrics.REPLAY_CACHE_ERRORS.inc,
             on_up=lambda up: metrics.REPLAY_CACHE_UP.set(1 if up else 0),
+            tls=tls,
         )
 
     @property

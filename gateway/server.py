@@ -49,6 +49,7 @@ from gateway.stream import CaptureSession
 from gateway.tls import check_transport, server_credentials
 from services.runtime import mtls
 from services.runtime.config import ConfigError, RuntimeSettings
+from services.runtime.redis_client import tls_options
 from services.runtime.server import run_service
 
 log = logging.getLogger("facegate.gateway")
@@ -112,7 +113,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self.audit = audit if audit is not None else _open_audit(settings.audit_log)
         self.interceptors = (RoleInterceptor(self.keys, on_refusal=self._audit_refusal),)
         self.replay = ReplayCache(
-            settings.redis_url, ttl_s=settings.replay_ttl_s, timeout_ms=settings.replay_timeout_ms
+            settings.redis_url,
+            ttl_s=settings.replay_ttl_s,
+            timeout_ms=settings.replay_timeout_ms,
+            tls=tls_options(settings.redis_url, runtime, "FACEGATE_GATEWAY_REDIS_URL"),
         )
         self.down: Downstream | None = None
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)

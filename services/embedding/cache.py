@@ -13,7 +13,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import redis
@@ -43,7 +44,9 @@ class EmbeddingCache:
         ttl_s: int,
         timeout_s: float,
         retry_s: float,
+        tls: Mapping[str, Any] | None = None,
     ) -> None:
+        """``tls``: redis-py's TLS options for a rediss:// URL (services.runtime.redis_client)."""
         self.enabled = bool(url)
         self.namespace = namespace
         self.dimension = dimension
@@ -61,6 +64,7 @@ class EmbeddingCache:
                 retry_on_timeout=False,
                 retry=Retry(NoBackoff(), 0),  # one bounded attempt; the cache steps aside instead
                 health_check_interval=0,
+                **(tls or {}),
             )
         metrics.CACHE_UP.set(0)
 

@@ -23,6 +23,7 @@ from services.embedding.model import EmbeddingModel
 from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FailedPrecondition, Unavailable
 from services.runtime.model_spec import ModelSpec
+from services.runtime.redis_client import tls_options
 from services.runtime.server import run_service
 from services.runtime.tf_threads import configure_threads
 
@@ -45,6 +46,8 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
         """``model`` lets tests and the evaluation share one loaded model between servicers."""
         self.settings = settings
         self.runtime = runtime
+        # checked here, before minutes of model loading: a refused transport stops the start at once
+        self._redis_tls = tls_options(settings.redis_url, runtime, "FACEGATE_EMBEDDING_REDIS_URL")
         self.model = model
         self._owns_model = model is None
         self.batcher: DynamicBatcher | None = None
@@ -95,6 +98,7 @@ class EmbeddingService(embedding_pb2_grpc.EmbeddingServiceServicer):
             ttl_s=s.cache_ttl_s,
             timeout_s=s.cache_timeout_ms / 1000.0,
             retry_s=s.cache_retry_s,
+            tls=self._redis_tls,
         )
         self._ready.set()
         log.info(

@@ -74,7 +74,8 @@ class RuntimeSettings(BaseSettings):
         None,
         description="PEM certificate of this service for the service-to-service hop; with _KEY_FILE and "
         "_CA_FILE every server requires client certificates signed by that CA and every downstream call "
-        "presents this one (mutual TLS). Unset: plaintext (loopback or a protected network only).",
+        "presents this one (mutual TLS), as does every rediss:// Redis URL (a plaintext redis:// URL to "
+        "another host is then refused at start). Unset: plaintext (loopback or a protected network only).",
     )
     mtls_key_file: Path | None = Field(None, description="PEM private key for FACEGATE_MTLS_CERT_FILE.")
     mtls_ca_file: Path | None = Field(

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -102,7 +102,10 @@ class Head:
 class ChangeFeed:
     """The Redis side: one stream of changes and one epoch key per Milvus collection set."""
 
-    def __init__(self, url: str, key: str, *, timeout_s: float, max_len: int) -> None:
+    def __init__(
+        self, url: str, key: str, *, timeout_s: float, max_len: int, tls: Mapping[str, Any] | None = None
+    ) -> None:
+        """``tls``: redis-py's TLS options for a rediss:// URL (services.runtime.redis_client)."""
         self.stream = f"{key}:changes"
         self.epoch_key = f"{key}:epoch"
         self.max_len = max_len
@@ -111,6 +114,7 @@ class ChangeFeed:
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
+            **(tls or {}),
         )
 
     def close(self) -> None:

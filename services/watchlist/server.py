@@ -42,6 +42,7 @@ from services.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from services.runtime.redis_client import tls_options
 from services.runtime.server import run_service
 from services.watchlist import changefeed, metrics, validation
 from services.watchlist.catalogue import TEMPLATE_META, Catalogue, MemoryCatalogue, MilvusCatalogue
@@ -155,6 +156,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                 feed_key(settings),
                 timeout_s=settings.change_feed_timeout_s,
                 max_len=settings.change_feed_max_len,
+                tls=tls_options(settings.change_feed_url, runtime, "FACEGATE_WATCHLIST_CHANGE_FEED_URL"),
             )
             # A replica searching in Milvus only publishes (a memory replica on the same server
             # needs its writes); a memory replica also follows.
