@@ -21,7 +21,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,11 +52,11 @@ def documents_dir():
 # ---- Redis ------------------------------------------------------------------------------------
 
 
-def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
-    """True when a Redis at ``url`` answers PING within ``timeout_s``."""
+def redis_answers(url: str, timeout_s: float = 1.0, **options: Any) -> bool:
+    """True when a Redis at ``url`` answers PING within ``timeout_s`` (``options``: redis-py's, e.g. TLS)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, **options)
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
@@ -70,22 +72,35 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_server(*extra_args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+def redis_server(
+    *extra_args: str,
+    port: int | None = None,
+    tls: tuple[Path, Path, Path] | None = None,
+    client_options: Mapping[str, Any] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """A private ``redis-server`` on a free loopback port (or ``port``: a restart at the same
     address, empty), in memory only; stopped on exit.
 
-    Yields (url, process): a test may stop the process itself to simulate an outage.
+    With ``tls`` (its certificate, key and CA) it serves TLS only and requires client certificates
+    from that CA: the URL is rediss://, and readiness is asked with ``client_options`` (redis-py's TLS
+    options of a client the CA signed). Yields (url, process): a test may stop the process itself to
+    simulate an outage.
     """
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed; the tests need it (e.g. `apt-get install redis-server`)")
     port = port or _free_port()
     args = [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([*args, *extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
+    if tls is not None:
+        cert, key, ca = tls
+        args[3:5] = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "yes"]
+        args += ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
+        url = f"rediss://127.0.0.1:{port}/0"
+    proc = subprocess.Popen([*args, *extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while not redis_answers(url, timeout_s=0.5):
+        while not redis_answers(url, timeout_s=0.5, **(client_options or {})):
             if proc.poll() is not None:
                 pytest.fail(
                     f"redis-server exited with code {proc.returncode} before answering on port {port}"

@@ -1,12 +1,9 @@
 """Redis over TLS (services.runtime.redis_client): templates, watchlist changes and cached decisions
 cross to Redis under the same mutual TLS as every gRPC hop. A real redis-server is started here with
-TLS only (no plaintext port) and ``tls-auth-clients yes``, its certificate from the test CA."""
+TLS only (no plaintext port) and client certificates required, its certificate from the test CA."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,50 +16,17 @@ from services.embedding.cache import EmbeddingCache
 from services.runtime.config import ConfigError, RuntimeSettings, load_settings
 from services.runtime.redis_client import tls_options
 from services.watchlist.changefeed import ChangeFeed
+from tests.conftest import redis_server
 from tests.runtime.conftest import runtime_for
-from tests.support import free_ports
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 
 @pytest.fixture(scope="module")
-def tls_redis(pki: dict[str, Path], tmp_path_factory) -> Iterator[str]:
+def tls_redis(pki: dict[str, Path]) -> Iterator[str]:
     """rediss:// URL of a TLS-only redis-server that requires a client certificate from the CA."""
-    (port,) = free_ports(1)
-    folder = tmp_path_factory.mktemp("redis-tls")
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port", "0",
-            "--tls-port", str(port),
-            "--bind", "127.0.0.1",
-            "--tls-cert-file", str(pki["detection.pem"]),
-            "--tls-key-file", str(pki["detection.key"]),
-            "--tls-ca-cert-file", str(pki["ca.pem"]),
-            "--tls-auth-clients", "yes",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"rediss://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, **tls_options(url, runtime_for(pki, "docverify"), "TEST"))
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    client.close()
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    client = tls_options("rediss://127.0.0.1", runtime_for(pki, "docverify"), "TEST")
+    server_tls = (pki["detection.pem"], pki["detection.key"], pki["ca.pem"])
+    with redis_server(tls=server_tls, client_options=client) as (url, _):
+        yield url
 
 
 def test_each_redis_user_works_over_tls_with_the_service_certificate(pki, tls_redis) -> None:
