@@ -128,6 +128,14 @@ class WatchlistSettings(ServiceSettings):
     dimension: int = Field(
         MODEL.dimension, ge=2, le=4096, description="Embedding dimension of the templates collection."
     )
+    max_watchlists: int = Field(
+        4000,
+        ge=1,
+        le=4095,
+        description="Most watchlists one deployment holds; one more is refused (RESOURCE_EXHAUSTED). Each "
+        "list is a partition of the templates collection, and Milvus holds at most 4,096 partitions in "
+        "one (rootCoord.maxPartitionNum, _default included): past it the store's own error would be opaque.",
+    )
     calibration_dir: Path | None = Field(
         None,
         description="Folder of calibrated threshold files; unset: the shipped facegate/calibration.",

@@ -460,8 +460,15 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         validation.text("description", request.description)
         version = validation.model_version(request.model_version or self.settings.model_version)
         with self._write:
-            if name in self._lists or any(r.name == name for r in self.store.all_lists()):
+            stored = set(self._lists) | {r.name for r in self.store.all_lists()}
+            if name in stored:
                 raise AlreadyExists(f"watchlist {name!r} already exists")
+            if len(stored) >= self.settings.max_watchlists:
+                raise ResourceExhausted(
+                    f"{len(stored)} watchlists exist, the most this deployment holds "
+                    "(FACEGATE_WATCHLIST_MAX_WATCHLISTS; each list is a Milvus partition and a collection "
+                    "holds at most 4,096): delete one first"
+                )
             row = ListRow(name, request.description, int(request.kind), version, now_ms())
             self.store.put_list(row)
             self._lists[name] = row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -268,6 +269,27 @@ def test_data_survives_a_service_restart(backend):
         assert got.info.category == "wanted" and len(got.templates) == 1
         replay = enroll(stub, "persist", [v], key="k-1")
         assert not replay.created and replay.subject.subject_id == keep.subject_id
+
+
+def test_a_list_past_the_limit_is_refused_and_nothing_is_lost(backend):
+    """Each list is a Milvus partition and a collection holds at most 4,096: one list past
+    FACEGATE_WATCHLIST_MAX_WATCHLISTS gets a precise RESOURCE_EXHAUSTED, not the store's own error."""
+    rng = np.random.default_rng(16)
+    v = unit(rng)
+    with running_service(backend.settings(store="limit", max_watchlists=2)) as (_svc, stub):
+        create(stub, "first")
+        create(stub, "second")
+        kept = enroll(stub, "first", [v]).subject.subject_id
+        with pytest.raises(grpc.RpcError) as refused:
+            create(stub, "third")
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "2 watchlists exist" in refused.value.details()
+        assert "FACEGATE_WATCHLIST_MAX_WATCHLISTS" in refused.value.details()
+        names = [x.name for x in stub.ListWatchlists(pb.ListWatchlistsRequest()).watchlists]
+        assert names == ["first", "second"]
+        assert search(stub, [v], ["first"]).results[0].candidates[0].subject_id == kept
+        stub.DeleteWatchlist(pb.DeleteWatchlistRequest(name="second"))
+        assert create(stub, "third").name == "third"
 
 
 def test_half_finished_enrolment_is_never_served_and_is_cleaned_up(backend):
