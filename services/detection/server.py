@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ from services.runtime.config import RuntimeSettings
 from services.runtime.errors import FacegateError, InvalidArgument, ResourceExhausted
 from services.runtime.images import decode_message
 from services.runtime.server import run_service
+from services.runtime.slots import FifoSlots
 from services.runtime.tf_threads import configure_threads
 
 
@@ -38,7 +38,7 @@ class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
             threshold_onet=settings.detector_floor,
             retry_empty_alone=settings.batch_retry_empty,
         )
-        self._slots = threading.BoundedSemaphore(settings.max_parallel) if settings.max_parallel else None
+        self._slots = FifoSlots(settings.max_parallel) if settings.max_parallel else None
 
     def register(self, server: grpc.Server) -> None:
         detection_pb2_grpc.add_DetectionServiceServicer_to_server(self, server)

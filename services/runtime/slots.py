@@ -1,0 +1,47 @@
+"""A bounded number of holders, served strictly in arrival order.
+
+Why not ``threading.BoundedSemaphore``: when a holder releases, CPython's semaphore wakes the oldest
+waiter, but a thread arriving in that instant may take the slot first; the woken waiter then finds
+none and waits again at the back of the queue. Under load (more kiosks than cores) some calls keep
+losing that race and wait several turns, which is what a gate's p99 is made of. Here a released slot
+is handed to the oldest waiter directly, so nobody can overtake.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+
+class FifoSlots:
+    """At most ``n`` holders at once (``with slots:``); the others wait their turn, first come first served."""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"need at least one slot, got {n}")
+        self._lock = threading.Lock()
+        self._free = n
+        self._waiters: deque[threading.Lock] = deque()
+
+    def waiting(self) -> int:
+        """Callers queued for a slot now."""
+        with self._lock:
+            return len(self._waiters)
+
+    def __enter__(self) -> FifoSlots:
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return self
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder that hands its slot over
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()  # the slot passes on without ever being free
+            else:
+                self._free += 1
