@@ -779,11 +779,14 @@ now the median of three rounds.
 05:06, three rounds, before the OpenBLAS change: p50 82 ms, p99 94 ms; 12.25 / 15.94 / 18.46 /
 19.67 / 19.38 per s; peer 3.54/s, ratio 5.55x; overhead 20% (16.8 of 81.7 ms), the hops alone 9.9 ms.
 05:50, after it: p50 62 ms, p99 70 ms; 16.98 / 21.95 / 24.26 / 24.11 / 24.40 per s; peer 3.55/s,
-ratio 6.88x; overhead 23% (14.2 of 61.9 ms), the hops alone 9.5 ms. The run above (08:00) is on
-the next session's machine, an AMD Zen 4 (AVX-512), with the int8 file re-made with the batch norms
-folded first (0a67e486): int8 FaceNet itself runs slower there, 4 crops in 22.5 ms with that file
-and 22.6 ms with the old conversion side by side (11.9 ms on the earlier machines), and FaceNet
-compute per decision is 20.7 ms against 14.6; detection's MTCNN is unchanged (48.5 vs 48.7 ms).
+ratio 6.88x; overhead 23% (14.2 of 61.9 ms), the hops alone 9.5 ms. 08:00, the next session's
+machine, an AMD Zen 4 (AVX-512), with the int8 file re-made with the batch norms folded first
+(0a67e486): p50 66 ms, p99 90 ms; 15.68 / 18.39 / 19.80 / 18.15 / 19.21 per s; peer 3.84/s, ratio
+5.16x; overhead 21% (13.9 of 68.0 ms), the hops alone 10.6 ms. int8 FaceNet itself runs slower
+there, 4 crops in 22.5 ms with that file and 22.6 ms with the old conversion side by side (11.9 ms
+on the earlier machines), and FaceNet compute per decision is 20.7 ms against 14.6; detection's
+MTCNN is unchanged (48.5 vs 48.7 ms). The run above is the session after, on an Intel Xeon
+(AVX-512), with detection's MTCNN slots served first come, first served.
 
 The same bench on the old main (6e9d036, eager MTCNN, live frame searched at 1024x576), run right
 after a loaded run (loadavg 8-13): one kiosk p50 674 ms, p99 797 ms (detect stage 489 ms, embed
