@@ -22,6 +22,11 @@ BATCH_SIZE = Histogram(
     "Images per DetectBatch call.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+QUEUE_EXPIRED = Counter(
+    "facegate_detection_queue_expired_total",
+    "Calls whose deadline passed while they waited for an MTCNN slot: answered DEADLINE_EXCEEDED "
+    "without running (the service is behind its callers; a rising rate means too few detection pods).",
+)
 BATCH_RETRIES = Counter(
     "facegate_detection_batch_retries_total",
     "Images a batch reported without a face and that were re-run alone.",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 
 import grpc
 import numpy as np
 
+from facegate.context import remaining_s
 from facegate.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 from services.detection import metrics
 from services.detection.alignment import align_face
@@ -18,7 +18,7 @@ from services.detection.geometry import plausible_face
 from services.detection.policy import Policy, resolve, subject_index, trim
 from services.detection.quality import QualityThresholds, assess
 from services.runtime.config import RuntimeSettings
-from services.runtime.errors import FacegateError, InvalidArgument, ResourceExhausted
+from services.runtime.errors import DeadlineExceeded, FacegateError, InvalidArgument, ResourceExhausted
 from services.runtime.images import decode_message
 from services.runtime.server import run_service
 from services.runtime.slots import FifoSlots
@@ -96,8 +96,17 @@ class DetectionService(detection_pb2_grpc.DetectionServiceServicer):
         )
 
     def _detect(self, images: Sequence[np.ndarray], policy: Policy, mode: str) -> list[Detection]:
-        with self._slots or contextlib.nullcontext():
+        """MTCNN in one of ``max_parallel`` slots, first come first served; a call whose deadline
+        passes while it waits leaves the queue without running (its caller has given up)."""
+        if self._slots is None:
             return self._detect_now(images, policy, mode)
+        if not self._slots.acquire(timeout=remaining_s()):
+            metrics.QUEUE_EXPIRED.inc()
+            raise DeadlineExceeded("the call's deadline passed while it waited for a detection slot")
+        try:
+            return self._detect_now(images, policy, mode)
+        finally:
+            self._slots.release()
 
     def _detect_now(self, images: Sequence[np.ndarray], policy: Policy, mode: str) -> list[Detection]:
         started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""FACEGATE_DETECTION_MAX_PARALLEL bounds how many MTCNN runs one process starts at once."""
+"""FACEGATE_DETECTION_MAX_PARALLEL bounds how many MTCNN runs one process starts at once; a call
+whose deadline passes while it waits for a slot leaves without running."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
+import pytest
+from prometheus_client import REGISTRY
 
-from facegate.v1 import detection_pb2
+from facegate.v1 import common_pb2, detection_pb2
 from services.detection.config import DetectionSettings
 from services.detection.detector import Detection
 from services.detection.policy import resolve
 from services.detection.server import DetectionService
 from services.runtime.config import RuntimeSettings, load_settings
+from tests.support import FACES
 
 
 class CountingDetector:
@@ -50,6 +55,33 @@ def test_default_runs_at_most_two_at_once():
 
 def test_zero_leaves_only_the_grpc_pool_as_the_limit():
     assert _most_at_once(0) > 2
+
+
+def test_a_call_whose_deadline_passes_in_the_queue_leaves_it_without_running(detection_server, stub):
+    """Behind its callers, the service must not spend MTCNN runs on answers nobody waits for: with
+    every slot taken, a call with a 0.5 s deadline gives up its place when the deadline passes (the
+    queue is empty again while the slots are still held) and MTCNN never runs for it."""
+    slots = detection_server.servicer._slots
+    image = common_pb2.Image(data=(FACES / "images" / "Paul_Krueger" / "Paul_Krueger_0001.jpg").read_bytes())
+    request = detection_pb2.DetectRequest(image=image)
+    expired = REGISTRY.get_sample_value("facegate_detection_queue_expired_total") or 0.0
+    runs = REGISTRY.get_sample_value("facegate_detection_mtcnn_seconds_count", {"mode": "single"}) or 0.0
+    held = [slots.acquire(timeout=5) for _ in range(DetectionSettings.model_fields["max_parallel"].default)]
+    try:
+        assert all(held)
+        with pytest.raises(grpc.RpcError) as late:
+            stub.Detect(request, timeout=0.5)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 5
+        while slots.waiting() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slots.waiting() == 0  # left the queue at its deadline, not when a slot freed
+        assert REGISTRY.get_sample_value("facegate_detection_queue_expired_total") == expired + 1
+    finally:
+        for _ in held:
+            slots.release()
+    assert len(stub.Detect(request, timeout=30).faces) == 1  # the slots came back whole
+    assert REGISTRY.get_sample_value("facegate_detection_mtcnn_seconds_count", {"mode": "single"}) == runs + 1
 
 
 def test_warm_up_gives_each_mtcnn_run_one_tensorflow_thread_by_default() -> None:

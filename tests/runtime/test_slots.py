@@ -76,6 +76,27 @@ def test_never_more_holders_than_slots() -> None:
     assert most[0] == 2 and holding[0] == 0 and slots.waiting() == 0
 
 
+def test_a_waiter_that_gives_up_leaves_the_queue_and_loses_no_slot() -> None:
+    slots, order = FifoSlots(1), []
+    assert slots.acquire()
+    assert not slots.acquire(timeout=0)  # busy: no wait at all
+    assert not slots.acquire(timeout=0.05)  # waited, then left
+    assert slots.waiting() == 0
+
+    def patient() -> None:
+        with slots:
+            order.append("patient")
+
+    t = threading.Thread(target=patient)
+    t.start()
+    wait_for(lambda: slots.waiting() == 1)
+    slots.release()  # to the patient waiter, not to the one that left
+    t.join(5)
+    assert order == ["patient"]
+    assert slots.acquire(timeout=0)  # and back: one slot, free again
+    slots.release()
+
+
 def test_no_slots_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         FifoSlots(0)
