@@ -23,7 +23,7 @@ class FifoSlots:
         if n < 1:
             raise ValueError(f"need at least one slot, got {n}")
         self._lock = threading.Lock()
-        self._free = n
+        self._n = self._free = n
         self._waiters: deque[threading.Lock] = deque()
 
     def waiting(self) -> int:
@@ -54,8 +54,10 @@ class FifoSlots:
         with self._lock:
             if self._waiters:
                 self._waiters.popleft().release()  # the slot passes on without ever being free
-            else:
+            elif self._free < self._n:
                 self._free += 1
+            else:  # as BoundedSemaphore: a release without an acquire would add a slot for good
+                raise ValueError("released more slots than were taken")
 
     def __enter__(self) -> FifoSlots:
         self.acquire()

@@ -97,6 +97,11 @@ def test_a_waiter_that_gives_up_leaves_the_queue_and_loses_no_slot() -> None:
     slots.release()
 
 
-def test_no_slots_is_a_configuration_error() -> None:
+def test_no_slots_is_a_configuration_error_and_a_slot_is_released_once() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         FifoSlots(0)
+    slots = FifoSlots(1)
+    with slots:
+        pass
+    with pytest.raises(ValueError, match="released more slots than were taken"):
+        slots.release()
