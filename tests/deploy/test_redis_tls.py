@@ -4,11 +4,12 @@ By rule: every service that uses Redis in production has a rediss:// URL, which 
 FACEGATE_MTLS_* (services/runtime/redis_client.py refuses plaintext to another host there).
 
 By running it: the rendered ConfigMaps' redis.conf, sentinel.conf and haproxy.cfg, and the proxy's
-init command, with only paths and ports changed, start a real primary, a replica, a Sentinel and
+init command, with only paths and ports changed, start a real primary, a replica, two Sentinels and
 HAProxy on loopback, with certificates from a test CA in place of the cert-manager secret. A client
 with the services' TLS options then writes through the proxy (only the primary takes writes, so the
-proxy's TLS checks found it), the replica receives the write over TLS, the Sentinel sees the replica
-through the primary, and a client without a certificate from the CA is refused.
+proxy's TLS checks found it), the replica receives the write over TLS, the Sentinels see the replica
+and each other (quorum), a client without a certificate from the CA is refused, and when the
+primary is killed the Sentinels promote the replica and writes through the proxy reach it.
 """
 
 from __future__ import annotations
@@ -111,10 +112,10 @@ def eventually(check: Callable[[], object], what: str, logs: list[Path], timeout
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def production_redis(rendered, tmp_path_factory) -> Iterator[dict]:
-    """The production Redis set (primary, replica, Sentinel, HAProxy) on loopback, from the rendered
-    configuration; yields ports, the PKI and the logs."""
+    """The production Redis set (primary, replica, two Sentinels, HAProxy) on loopback, from the
+    rendered configuration; yields ports, the processes, the PKI and the logs."""
     require_tool("redis-server", "apt-get install -y --no-install-recommends redis-server")
     haproxy = require_tool("haproxy", "apt-get install -y --no-install-recommends haproxy")
     objs = rendered["production"]
@@ -126,7 +127,7 @@ def production_redis(rendered, tmp_path_factory) -> Iterator[dict]:
     pem.mkdir()
     for name, src in (("tls.crt", "redis.pem"), ("tls.key", "redis.key"), ("ca.crt", "ca.pem")):
         (tls / name).write_bytes(pki[src].read_bytes())
-    primary, replica, sentinel, proxy, absent = free_ports(5)
+    primary, replica, sentinel, sentinel_2, proxy, absent = free_ports(6)
 
     def local(text: str, data: Path) -> str:
         return (
@@ -140,6 +141,7 @@ def production_redis(rendered, tmp_path_factory) -> Iterator[dict]:
     subprocess.run([*init["command"][:-1], local(init["command"][-1], root)], check=True)
 
     logs: list[Path] = []
+    procs: dict[str, subprocess.Popen] = {}
     with ExitStack() as exits:
         for name, port, extra in (
             ("primary", primary, ""),
@@ -150,14 +152,15 @@ def production_redis(rendered, tmp_path_factory) -> Iterator[dict]:
             conf = local(sentinel_cm["redis.conf"], data).replace("tls-port 6379", f"tls-port {port}")
             (root / f"{name}.conf").write_text(conf + "bind 127.0.0.1\n" + extra)
             logs.append(root / f"{name}.log")
-            start(exits, ["redis-server", str(root / f"{name}.conf")], logs[-1])
-        data = root / "sentinel"
-        data.mkdir()
-        conf = local(sentinel_cm["sentinel.conf"], data).replace("tls-port 26379", f"tls-port {sentinel}")
-        conf = conf.replace("@MASTER@ 6379", f"127.0.0.1 {primary}").replace("@SELF@", "127.0.0.1")
-        (root / "sentinel.conf").write_text(conf + "bind 127.0.0.1\n")
-        logs.append(root / "sentinel.log")
-        start(exits, ["redis-server", str(root / "sentinel.conf"), "--sentinel"], logs[-1])
+            procs[name] = start(exits, ["redis-server", str(root / f"{name}.conf")], logs[-1])
+        for name, port in (("sentinel", sentinel), ("sentinel-2", sentinel_2)):
+            data = root / name
+            data.mkdir()
+            conf = local(sentinel_cm["sentinel.conf"], data).replace("tls-port 26379", f"tls-port {port}")
+            conf = conf.replace("@MASTER@ 6379", f"127.0.0.1 {primary}").replace("@SELF@", "127.0.0.1")
+            (root / f"{name}.conf").write_text(conf + "bind 127.0.0.1\n")
+            logs.append(root / f"{name}.log")
+            procs[name] = start(exits, ["redis-server", str(root / f"{name}.conf"), "--sentinel"], logs[-1])
 
         cfg = local(proxy_cm["haproxy.cfg"], root).replace("bind :6379", f"bind 127.0.0.1:{proxy}")
         for i, port in enumerate((primary, replica, absent)):
@@ -174,7 +177,9 @@ def production_redis(rendered, tmp_path_factory) -> Iterator[dict]:
             "primary": primary,
             "replica": replica,
             "sentinel": sentinel,
+            "sentinels": (sentinel, sentinel_2),
             "proxy": proxy,
+            "procs": procs,
             "logs": logs,
         }
 
@@ -209,7 +214,50 @@ def test_the_rendered_redis_set_works_over_mutual_tls(production_redis) -> None:
         "the Sentinel finding the replica through the primary",
         logs,
     )
+    eventually(  # the two Sentinels found each other over TLS: together they can fail over
+        lambda: sentinel.execute_command("SENTINEL", "CKQUORUM", "facegate").startswith(b"OK 2 usable"),
+        "the Sentinels reaching their quorum",
+        logs,
+    )
     for client in (through_proxy, replica, sentinel):
+        client.close()
+
+
+def test_when_the_primary_dies_the_sentinels_promote_the_replica_and_the_proxy_follows(
+    production_redis,
+) -> None:
+    """The failure production Redis exists for, over TLS end to end: the Sentinels agree the primary
+    is down (down-after 5 s), promote the replica, and HAProxy's TLS checks route writes to it."""
+    setup, logs = production_redis, production_redis["logs"]
+    through_proxy = service_client(setup, setup["proxy"])
+    sentinel = service_client(setup, setup["sentinel"])
+    eventually(lambda: through_proxy.set("facegate:before", b"1"), "a write through the proxy", logs)
+    eventually(
+        lambda: sentinel.execute_command("SENTINEL", "CKQUORUM", "facegate").startswith(b"OK 2 usable"),
+        "the Sentinels reaching their quorum",
+        logs,
+    )
+    replica = service_client(setup, setup["replica"])
+    eventually(lambda: replica.get("facegate:before") == b"1", "the replica copying the write", logs)
+    for port in setup["sentinels"]:  # as after any while in production: every Sentinel knows the replica
+        other = service_client(setup, port)
+        eventually(
+            lambda other=other: other.execute_command("SENTINEL", "REPLICAS", "facegate"),
+            "every Sentinel finding the replica",
+            logs,
+        )
+        other.close()
+    setup["procs"]["primary"].kill()
+    promoted = [b"127.0.0.1", str(setup["replica"]).encode()]
+    eventually(
+        lambda: sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "facegate") == promoted,
+        "the Sentinels promoting the replica",
+        logs,
+        timeout_s=60,
+    )
+    eventually(lambda: through_proxy.set("facegate:after", b"2"), "a write through the proxy after", logs)
+    assert replica.get("facegate:after") == b"2" and replica.get("facegate:before") == b"1"
+    for client in (through_proxy, sentinel, replica):
         client.close()
 
 
