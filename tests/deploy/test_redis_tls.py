@@ -28,6 +28,7 @@ from services.runtime.config import ConfigError, RuntimeSettings, load_settings
 from services.runtime.redis_client import tls_options
 from tests.deploy import checks
 from tests.deploy.conftest import require_tool
+from tests.runtime.conftest import runtime_for
 from tests.support import free_ports, make_pki
 
 #: The settings that hold a Redis URL, by service.
@@ -186,15 +187,9 @@ def production_redis(rendered, tmp_path_factory) -> Iterator[dict]:
 
 def service_client(setup: dict, port: int) -> redis.Redis:
     """A client as a production service makes it: rediss:// with its FACEGATE_MTLS_* files."""
-    pki = setup["pki"]
-    runtime = load_settings(
-        RuntimeSettings,
-        mtls_cert_file=pki["gateway.pem"],
-        mtls_key_file=pki["gateway.key"],
-        mtls_ca_file=pki["ca.pem"],
-    )
     url = f"rediss://127.0.0.1:{port}/0"
-    return redis.Redis.from_url(url, socket_timeout=2, **tls_options(url, runtime, "TEST"))
+    tls = tls_options(url, runtime_for(setup["pki"], "gateway"), "TEST")
+    return redis.Redis.from_url(url, socket_timeout=2, **tls)
 
 
 def test_the_rendered_redis_set_works_over_mutual_tls(production_redis) -> None:
