@@ -703,7 +703,8 @@ def bars(res: dict[str, Any]) -> list[str]:
             "service overhead <= 10%",
             f"{100 * o['share']:.1f}% ({o['overhead']:.1f} of {o['total']:.1f} ms)"
             + (
-                f"; the five gRPC hops alone, with no work: {res['floor']['total_p50']:.1f} ms"
+                f"; the five gRPC hops alone, with no work: {res['floor']['total_p50']:.1f} ms "
+                f"(bare gRPC {res['floor']['total_bare']:.1f} ms)"
                 if res.get("floor")
                 else ""
             ),

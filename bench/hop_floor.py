@@ -8,6 +8,11 @@ them: a server started by the runtime's own bootstrap (interceptor, metrics, hea
 process answers a no-op ``Detect`` with a reply of the asked size, called through the client
 layer's channel with the callee idle for ``gap_s`` before every call, as in a decision.
 
+Two more columns say where that floor comes from: the same calls against a bare ``grpc.server``
+(no interceptors, default options) through a plain channel, which is what gRPC itself costs, and
+the runtime's server called back to back (no idle gap), which is what the idle wait before each
+call adds (the processes' caches and threads go cold between a decision's calls).
+
 ``python -m bench.hop_floor`` prints the table for the bench's default sizes.
 """
 
@@ -77,31 +82,49 @@ def _servicer() -> object:
     return NoOp()
 
 
-def serve(port: int) -> None:
-    """Run the no-op server on ``port`` until killed (the child process's whole life)."""
+def serve(port: int, bare: bool = False) -> None:
+    """Run the no-op server on ``port`` until killed (the child process's whole life).
+
+    ``bare``: a plain ``grpc.server`` with the runtime's worker count and nothing else on the call
+    path (the health service is there only so the parent knows when it is up)."""
     from services.runtime.config import RuntimeSettings
+
+    runtime = RuntimeSettings()
+    if bare:
+        from concurrent import futures
+
+        import grpc
+        from grpc_health.v1 import health, health_pb2_grpc
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=runtime.max_workers))
+        _servicer().register(server)  # type: ignore[attr-defined]
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        server.wait_for_termination()
+        return
     from services.runtime.server import start_server
 
-    running = start_server(label="bench-noop", servicer=_servicer(), runtime=RuntimeSettings(), port=port)
+    running = start_server(label="bench-noop", servicer=_servicer(), runtime=runtime, port=port)
     running.set_serving(True)
     running.server.wait_for_termination()
 
 
 @contextlib.contextmanager
-def noop_server() -> Iterator[str]:
-    """A no-op server in its own process; yields its target once SERVING."""
+def noop_server(bare: bool = False) -> Iterator[str]:
+    """A no-op server in its own process (the runtime's, or a bare one); yields its target once up."""
     from bench.bench_kiosk import free_port
     from facegate.client import wait_until_serving
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.hop_floor", "--serve", str(port)],
+        [sys.executable, "-m", "bench.hop_floor", "--serve", str(port), *(["--bare"] if bare else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         target = f"127.0.0.1:{port}"
-        if not wait_until_serving(target, "facegate.v1.DetectionService", timeout=60):
+        if not wait_until_serving(target, "" if bare else "facegate.v1.DetectionService", timeout=60):
             raise RuntimeError("the no-op server did not become SERVING")
         yield target
     finally:
@@ -116,14 +139,24 @@ def _at_once(stub: Any, requests: Sequence[tuple[Any, Any]]) -> None:
         future.result()
 
 
-def measure(target: str, hops: Sequence[Hop], calls: int = 100, gap_s: float = 0.03) -> list[dict]:
+def measure(
+    target: str, hops: Sequence[Hop], calls: int = 100, gap_s: float = 0.03, *, plain_channel: bool = False
+) -> list[dict]:
     """Per hop: p50 and mean ms of its calls (several at once wait for the slowest), callee idle
-    ``gap_s`` before each."""
+    ``gap_s`` before each; through the client layer, or a plain gRPC channel."""
+    import grpc
+
     from bench.bench_kiosk import pct
-    from facegate.client import open_channel
+    from facegate.client import DEFAULT_MAX_MESSAGE_BYTES, open_channel
     from facegate.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 
-    stub = detection_pb2_grpc.DetectionServiceStub(open_channel(target))
+    if plain_channel:
+        limit = DEFAULT_MAX_MESSAGE_BYTES
+        options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        channel = grpc.insecure_channel(target, options=options)
+    else:
+        channel = open_channel(target)
+    stub = detection_pb2_grpc.DetectionServiceStub(channel)
     rows = []
     for hop in hops:
         requests = [
@@ -154,24 +187,49 @@ def measure(target: str, hops: Sequence[Hop], calls: int = 100, gap_s: float = 0
 
 
 def floor(hops: Sequence[Hop], calls: int = 100, gap_s: float = 0.03) -> dict:
-    """The floor of one decision: each hop measured, and their sum (the hops run one after another)."""
+    """The floor of one decision: each hop measured, and their sum (the hops run one after another).
+
+    Each row also carries ``p50_bare`` (a bare gRPC server and channel, same gap) and ``p50_busy``
+    (the runtime's server, no gap)."""
     with noop_server() as target:
         rows = measure(target, hops, calls, gap_s)
-    return {"rows": rows, "total_p50": sum(r["p50"] for r in rows), "gap_ms": gap_s * 1000, "calls": calls}
+        for row, busy in zip(rows, measure(target, hops, calls, 0.0), strict=True):
+            row["p50_busy"] = busy["p50"]
+    with noop_server(bare=True) as target:
+        for row, bare in zip(rows, measure(target, hops, calls, gap_s, plain_channel=True), strict=True):
+            row["p50_bare"] = bare["p50"]
+    return {
+        "rows": rows,
+        "total_p50": sum(r["p50"] for r in rows),
+        "total_bare": sum(r["p50_bare"] for r in rows),
+        "total_busy": sum(r["p50_busy"] for r in rows),
+        "gap_ms": gap_s * 1000,
+        "calls": calls,
+    }
 
 
 def render(result: dict, decision_ms: float | None = None) -> list[str]:
     """The report's section: one row per hop, the sum, and its share of a decision."""
     lines = [
-        "| hop (no-op calls of a decision's sizes) | request kB | reply kB | p50 ms | mean ms |",
-        "|---|---:|---:|---:|---:|",
+        "| hop (no-op calls of a decision's sizes) | request kB | reply kB | p50 ms | mean ms "
+        "| bare gRPC, p50 ms | back to back, p50 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
-            f"| {r['hop']} | {r['request_kb']:.1f} | {r['reply_kb']:.1f} | {r['p50']:.2f} | {r['mean']:.2f} |"
+            f"| {r['hop']} | {r['request_kb']:.1f} | {r['reply_kb']:.1f} | {r['p50']:.2f} | {r['mean']:.2f} "
+            f"| {r['p50_bare']:.2f} | {r['p50_busy']:.2f} |"
         )
-    total = result["total_p50"]
-    lines.append(f"| **all five, one after another** | | | **{total:.1f}** | |")
+    total, bare, busy = result["total_p50"], result["total_bare"], result["total_busy"]
+    lines += [
+        f"| **all five, one after another** | | | **{total:.1f}** | | {bare:.1f} | {busy:.1f} |",
+        "",
+        f"Bare gRPC (a plain `grpc.server` and channel, nothing of facegate's on the call path, same "
+        f"idle gap) costs {bare:.1f} ms for the five hops, so the runtime's interceptor, metrics and "
+        f"the client layer add {total - bare:.1f} ms; called back to back, the same server answers the "
+        f"five in {busy:.1f} ms, so {total - busy:.1f} ms is the price of the callee idling "
+        f"{result['gap_ms']:.0f} ms before each call (its threads and caches go cold).",
+    ]
     if decision_ms:
         budget = decision_ms * 0.10
         lines += [
@@ -186,11 +244,12 @@ def render(result: dict, decision_ms: float | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hop_floor", description=__doc__.split("\n")[0])
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--gap-ms", type=float, default=30.0)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, bare=args.bare)
         return
     # The bench's typical sizes: a 1280x720 gate frame JPEG, a 150x150 portrait JPEG, its DG2.
     hops = decision_hops(live_bytes=56_000, portrait_bytes=11_000, dg2_bytes=11_200)

@@ -76,18 +76,23 @@ def test_bars_follow_the_runs_numbers() -> None:
 def test_the_transport_floor_is_reported_beside_the_overhead_bar() -> None:
     floor = {
         "rows": [
-            {"hop": f"hop {i}", "request_kb": 1.0, "reply_kb": 2.0, "p50": 1.5, "mean": 1.6} for i in range(5)
+            {"hop": f"hop {i}", "request_kb": 1.0, "reply_kb": 2.0, "p50": 1.5, "mean": 1.6}
+            | {"p50_bare": 1.2, "p50_busy": 0.9}
+            for i in range(5)
         ],
         "total_p50": 7.5,
+        "total_bare": 6.0,
+        "total_busy": 4.5,
         "gap_ms": 30.0,
         "calls": 100,
     }
     report = render({**_result([6.0, 7.0, 9.7], p50=150, peer=3.2), "floor": floor})
     assert "## The gRPC transport floor" in report
-    assert "| **all five, one after another** | | | **7.5** | |" in report
+    assert "| **all five, one after another** | | | **7.5** | | 6.0 | 4.5 |" in report
     # 7.5 of the 151.3 ms mean decision; the bar's 10% leaves 15.1 ms
     assert "5% of this run's mean decision (151.3 ms); the 10% bar leaves 15.1 ms" in report
-    assert _bar(report, "service overhead").endswith("the five gRPC hops alone, with no work: 7.5 ms | no |")
+    hops = "the five gRPC hops alone, with no work: 7.5 ms (bare gRPC 6.0 ms) | no |"
+    assert _bar(report, "service overhead").endswith(hops)
     assert "## The gRPC transport floor" not in render(_result([6.0, 7.0, 9.7], p50=150, peer=3.2))
 
 
