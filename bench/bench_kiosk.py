@@ -673,19 +673,47 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def step_down(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    """A step to more kiosks whose median round came out lower: by how much, in how many of the
+    paired rounds (measured next to each other) the higher level was still ahead, and whether the
+    drop is within the spread of either level's own rounds (then the two are equal as far as the
+    run can tell: a level's rounds differ by that much with nothing changed)."""
+    a, b = (
+        low.get("throughput_rounds", [low["throughput"]]),
+        high.get("throughput_rounds", [high["throughput"]]),
+    )
+    drop = low["throughput"] - high["throughput"]
+    spread = max(max(a) - min(a), max(b) - min(b))
+    ahead = sum(y >= x for x, y in zip(a, b, strict=False))
+    within = drop <= spread
+    text = (
+        f"{low['clients']} -> {high['clients']} kiosks {-100 * drop / low['throughput']:.1f}%, "
+        f"{high['clients']} ahead in {ahead} of {min(len(a), len(b))} paired rounds, "
+        + ("within" if within else "beyond")
+        + f" the rounds' spread ({spread:.2f}/s)"
+    )
+    return {"drop": drop, "spread": spread, "ahead": ahead, "within_spread": within, "text": text}
+
+
 def bars(res: dict[str, Any]) -> list[str]:
     """Issue 12's bars against this run's numbers (accuracy is `facegate eval`'s, not this bench's)."""
     one, levels = res["single"], res["levels"]
     rates = [r["throughput"] for r in levels]
     o = overhead_split(res["breakdown"], one["mean"])
     errors = {k: n for r in levels for k, n in r["errors"].items()}
-    never_falls = all(b >= a for a, b in itertools.pairwise(rates)) and not errors
-    rows = [
+    drops = [step_down(a, b) for a, b in itertools.pairwise(levels) if b["throughput"] < a["throughput"]]
+    if errors or any(not d["within_spread"] for d in drops):
+        never_falls: bool | str = False
+    else:
+        never_falls = "within noise" if drops else True
+    rows: list[tuple[str, str, bool | str]] = [
         ("one kiosk p50 <= 200 ms", f"{one['p50']:.0f} ms", one["p50"] <= 200),
         ("one kiosk p99 <= 400 ms", f"{one['p99']:.0f} ms", one["p99"] <= 400),
         (
             "throughput never falls as kiosks are added",
-            ", ".join(f"{r:.2f}" for r in rates) + f"/s, errors {errors or 'none'}",
+            ", ".join(f"{r:.2f}" for r in rates)
+            + f"/s, errors {errors or 'none'}"
+            + "".join(f"; {d['text']}" for d in drops),
             never_falls,
         ),
     ]
@@ -717,7 +745,10 @@ def bars(res: dict[str, Any]) -> list[str]:
         "| bar | this run | met |",
         "|---|---|---|",
     ]
-    lines += [f"| {bar} | {value} | {'yes' if met else 'no'} |" for bar, value, met in rows]
+    lines += [
+        f"| {bar} | {value} | {met if isinstance(met, str) else 'yes' if met else 'no'} |"
+        for bar, value, met in rows
+    ]
     lines.append(
         "| accuracy within 0.1 point of 99.33% | not measured by this bench: `facegate eval --pairs "
         "../shared/data/faces/pairs.tsv` (last: 99.33%, EER 0.67%, AUC 0.996611, int8 FaceNet 0a67e486, the "

@@ -73,6 +73,41 @@ def test_bars_follow_the_runs_numbers() -> None:
     assert "2.66x" in _bar(bad, ">= 3x") and _bar(bad, ">= 3x").endswith("| no |")
 
 
+def _rounds(result: dict, rounds: list[list[float]]) -> dict:
+    """Give each level of ``result`` its rounds; its throughput is their median."""
+    for level, own in zip(result["levels"], rounds, strict=True):
+        level["throughput_rounds"] = own
+        level["throughput"] = sorted(own)[len(own) // 2]
+    return result
+
+
+def test_a_drop_within_the_rounds_spread_is_called_noise_and_shown() -> None:
+    # 8 -> 16 kiosks: medians 19.17 -> 18.21 (-5.0%); 8's own rounds span 1.05/s
+    noisy = _rounds(
+        _result([13.0, 19.0, 18.0], p50=80, peer=2.6), [[13.2], [19.17, 19.22, 18.17], [17.83, 18.62, 18.21]]
+    )
+    bar = _bar(render(noisy), "throughput never falls")
+    assert bar.endswith("| within noise |")
+    assert "2 -> 4 kiosks -5.0%, 4 ahead in 1 of 3 paired rounds, within the rounds' spread (1.05/s)" in bar
+
+
+def test_a_drop_beyond_the_rounds_spread_fails_the_bar() -> None:
+    fell = _rounds(
+        _result([13.0, 19.0, 15.0], p50=80, peer=2.6), [[13.2], [19.1, 19.2, 19.0], [15.0, 15.3, 14.9]]
+    )
+    bar = _bar(render(fell), "throughput never falls")
+    assert bar.endswith("| no |")
+    assert "4 ahead in 0 of 3 paired rounds, beyond the rounds' spread (0.40/s)" in bar
+    one_round = _result([6.0, 5.9, 9.0], p50=150, peer=3.2)  # no rounds: no spread to forgive a drop
+    assert _bar(render(one_round), "throughput never falls").endswith("| no |")
+
+
+def test_errors_fail_the_bar_even_without_a_drop() -> None:
+    result = _result([6.0, 7.0, 9.7], p50=150, peer=3.2)
+    result["levels"][2]["errors"] = {"DEADLINE_EXCEEDED": 1}
+    assert _bar(render(result), "throughput never falls").endswith("| no |")
+
+
 def test_the_transport_floor_is_reported_beside_the_overhead_bar() -> None:
     floor = {
         "rows": [
