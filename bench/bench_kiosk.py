@@ -780,6 +780,7 @@ CHANGES = """## What each change gave (one-off measurements, 2026-11-28, same ma
 | the JPEG decode and the 1 / 1 pools together, with the audit stage metric (base 0ef8a0a vs base + those commits; OpenCV threads as they were) | whole stacks up at once, 10 alternating rounds of 20 one-kiosk decisions, then 16 kiosks x 4 each (100,000 templates, loadavg 6.7 falling to 2.6): mean decision 152.7 -> 142.0 ms, p50 150.5 -> 141.2 ms, service overhead 18.7 ms (11.9%) -> 15.1 ms (10.6%), of it detect per call 7.45 -> 4.43 ms; detect stage 53.4 -> 37.7 ms; 16 kiosks 9.29 -> 10.18 decisions/s (medians; 8 of 10 rounds higher). After: the rest of the overhead is embed 3.3, screen 1.7, client hop 1.7, audit append 1.2, gateway 0.6, gateway -> docverify hop 1.5, docverify 1.0 ms | - |
 | OpenBLAS threads sleep after a scan in the watchlist (`OPENBLAS_THREAD_TIMEOUT=4`, set by the package before numpy loads) | CPU per one-kiosk decision by process (/proc, 100+ decisions): watchlist 69 -> 5 ms, the rest of a core having gone to OpenBLAS threads spinning ~0.1 s after each 3 ms search. Whole bench, quiet, 2026-11-29 05:06 -> 05:50: one kiosk p50 82 -> 62 ms, p99 94 -> 70 ms, embed stage 29.0 -> 17.0 ms (FaceNet no longer shares its cores with the spin), 16 kiosks 19.38 -> 24.40/s, ratio to the peer 5.55x -> 6.88x. `OPENBLAS_NUM_THREADS=1` saves the same CPU (one kiosk 17.1/s, 16 kiosks 23.7/s) but doubles a 100k exact scan (1.0 -> 2.0 ms) | yes |
 | detection's MTCNN slots served first come, first served (`FifoSlots`, was `threading.BoundedSemaphore`, which lets a newcomer take a freed slot ahead of the woken waiter, who then queues again at the back) | 2026-11-29, quiet, alternating A/B/A/B whole runs (1 / 4 / 8 / 16 kiosks, 2 rounds, no peer): p99 at 8 kiosks 715 / 737 -> 502 / 483 ms, at 16 1,241 / 1,233 -> 934 / 910 ms, at 4 312 / 330 -> 263 / 266 ms; p50 unchanged (386-416 ms at 8); throughput at 8 18.29 / 18.92 -> 20.37 / 19.58 per s, at 16 18.80 / 18.98 -> 19.66 / 19.77 | yes |
+| the hops' transport, other ways (no-op `Detect` of 59 kB, 2 kB reply, callee idle 30 ms before each call, p50 of 150 calls; 2026-11-29, AMD EPYC AVX2) | a bare `grpc.server` through a plain channel 1.42-1.64 ms against the runtime's server through the client layer 1.68-1.91 ms (back to back: 0.8-1.0 ms); a Unix domain socket instead of loopback TCP 1.65-1.69 vs 1.59-1.80 ms; `grpc.aio` server and client 1.43 ms (sync, same run: 1.56-1.64); gRPC's older iomgr pollers instead of its EventEngine (`GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener,...`) 1.52 vs 1.70 ms; the runtime without its early initial-metadata send or its per-call log line: the five hops' sum within the +-0.5 ms noise. The cost grows with the idle gap (0.83 ms at 0, 0.98 at 3, 1.27 at 10, 1.53 at 20, 1.70 at 30 ms): processes gone cold, not bytes or sockets | no: no transport change pays; under the 10% bar's budget only fewer hops would, an architecture change left to the lead |
 
 Earlier runs of this bench on 2026-11-28 (same code unless said): 15:42, quiet but before the TFLite
 runtime and the batcher change: p50 177 ms, p99 249 ms; 5.87 / 6.36 / 8.01 / 9.22 / 8.78 per s (one
@@ -817,8 +818,14 @@ machine, an AMD Zen 4 (AVX-512), with the int8 file re-made with the batch norms
 5.16x; overhead 21% (13.9 of 68.0 ms), the hops alone 10.6 ms. int8 FaceNet itself runs slower
 there, 4 crops in 22.5 ms with that file and 22.6 ms with the old conversion side by side (11.9 ms
 on the earlier machines), and FaceNet compute per decision is 20.7 ms against 14.6; detection's
-MTCNN is unchanged (48.5 vs 48.7 ms). The run above is the session after, on an Intel Xeon
-(AVX-512), with detection's MTCNN slots served first come, first served.
+MTCNN is unchanged (48.5 vs 48.7 ms). 10:02, the session after, an Intel Xeon (AVX-512), with
+detection's MTCNN slots served first come, first served: p50 77 ms, p99 98 ms; 13.25 / 16.14 /
+18.55 / 19.17 / 18.21 per s; peer 2.65/s, ratio 7.23x; overhead 19% (14.9 of 78.0 ms), the hops
+alone 9.4 ms. The run above is the next session's machine, an AMD EPYC with AVX2 but neither
+AVX-512 nor VNNI, where the int8 file buys nothing: 4 crops through XNNPACK on 2 threads in 91 ms
+against 81 ms for float32 (11.9 against 62 ms on the AVX-512 machines), so FaceNet costs 86 ms of
+a decision instead of 22 and the ratio to the peer (whose dlib runs as fast here as on the Xeon) is
+down to 3.1x; the overhead is about as large in milliseconds, a smaller share of a longer decision.
 
 The same bench on the old main (6e9d036, eager MTCNN, live frame searched at 1024x576), run right
 after a loaded run (loadavg 8-13): one kiosk p50 674 ms, p99 797 ms (detect stage 489 ms, embed
