@@ -39,3 +39,7 @@ LIVE_FULL_SEARCHES = Counter(
     "facegate_docverify_live_full_searches_total",
     "Live captures searched again at full size because the kiosk profile found no large face.",
 )
+PORTRAIT_FULL_SEARCHES = Counter(
+    "facegate_docverify_portrait_full_searches_total",
+    "DG2 and portrait images searched again in full because the document profile found no large face.",
+)

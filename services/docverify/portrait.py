@@ -10,6 +10,11 @@ detections sit in the 9-23 px range, so the *largest* face is the primary portra
 
 from __future__ import annotations
 
+import dataclasses
+import io
+
+from PIL import Image
+
 from facegate.pipeline import FacePolicy
 from facegate.v1 import common_pb2, detection_pb2
 
@@ -26,6 +31,40 @@ def portrait_policy(settings: object) -> FacePolicy:
         min_confidence=settings.portrait_min_confidence,  # type: ignore[attr-defined]
         min_face_size=settings.portrait_min_face_size,  # type: ignore[attr-defined]
     )
+
+
+def document_policies(settings: object, data: bytes) -> tuple[FacePolicy, ...]:
+    """The searches for the face of a DG2's image or a portrait image, in order: the second runs
+    only when the first finds no face.
+
+    A document portrait is framed round one face (ISO/IEC 19794-5: the face spans about half the
+    image's width), so the first search asks for a face at least ``portrait_profile_face_fraction``
+    of the image's shorter side, on a copy scaled to it: a 480x640 DG2 is searched at ~130x170
+    instead of from 20 px faces up (measured: MTCNN 117 -> 26-39 ms here). Crops still come from
+    the full image. When that finds nothing, :func:`portrait_policy`'s full search runs, so a
+    small face is still found and judged and "no face" stays "no face". Page scans are not
+    portraits (the face is a small part of the page) and always get the full search.
+    """
+    full = portrait_policy(settings)
+    fraction = settings.portrait_profile_face_fraction  # type: ignore[attr-defined]
+    size = image_size(data) if fraction else None
+    if size is None:
+        return (full,)
+    floor = settings.portrait_min_face_size  # type: ignore[attr-defined]
+    min_face = round(fraction * min(size))
+    if min_face <= floor:  # a small image: the profile would search what the full search does
+        return (full,)
+    return (dataclasses.replace(full, min_face_size=min_face, scale_to_min_face=True), full)
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image's header alone, or None when it cannot be read (detection
+    then decodes it and says what is wrong)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def live_policy(settings: object) -> FacePolicy:

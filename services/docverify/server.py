@@ -31,7 +31,13 @@ from services.docverify.config import DocverifySettings
 from services.docverify.decision import Findings, decide
 from services.docverify.dg2 import Dg2Error, parse_dg2
 from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_date
-from services.docverify.portrait import live_full_policy, live_policy, portrait_policy, portrait_region
+from services.docverify.portrait import (
+    document_policies,
+    live_full_policy,
+    live_policy,
+    portrait_policy,
+    portrait_region,
+)
 from services.docverify.quality import judge, portrait_bounds
 from services.docverify.thresholds import Calibration, calibrated_source
 from services.runtime import mtls
@@ -243,7 +249,12 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         calibration = self._calibration(spec.model_version, request, key, findings)  # bad FAR: fails here
         with _stage("detect"):
             live_call = self.pipeline.detect_async(request.live, live_policy(self.settings))
-            portrait_call = self.pipeline.detect_async(portrait, portrait_policy(self.settings))
+            searches = (
+                (portrait_policy(self.settings),)
+                if source == SOURCE.PORTRAIT_SOURCE_PAGE_SCAN
+                else document_policies(self.settings, portrait.data)
+            )
+            portrait_call = self.pipeline.detect_async(portrait, searches[0])
             try:
                 live = self._detect_result(live_call, "live image", findings)
                 if live is not None and live.subject_index < 0 and self.settings.live_kiosk_min_face_size:
@@ -253,6 +264,10 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
                     full = self.pipeline.detect_async(request.live, live_full_policy(self.settings))
                     live = self._detect_result(full, "live image", findings)
                 doc = self._detect_result(portrait_call, _PORTRAIT_WHAT[source], findings)
+                if doc is not None and doc.subject_index < 0 and len(searches) > 1:
+                    metrics.PORTRAIT_FULL_SEARCHES.inc()  # no large face: search the whole image
+                    whole = self.pipeline.detect_async(portrait, searches[1])
+                    doc = self._detect_result(whole, _PORTRAIT_WHAT[source], findings)
             finally:
                 portrait_call.cancel()  # no-op when done; frees the call when the live side failed
         live_face = self._judge_live(live, findings, details) if live is not None else None

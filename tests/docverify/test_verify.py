@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import pytest
 
 from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
@@ -135,6 +136,33 @@ def test_portrait_image_source(stub, utopia_live, portraits):
     reply = verify(stub, utopia_live, portrait_image=common_pb2.Image(data=image))
     assert reply.portrait_source == docverify_pb2.PORTRAIT_SOURCE_IMAGE
     assert reply.outcome == MATCH
+
+
+def test_document_profile_finds_a_chip_sized_face_and_falls_back_for_a_small_one(
+    stub, utopia_live, portraits
+):
+    import cv2
+    from prometheus_client import REGISTRY
+
+    def full_searches() -> float:
+        return REGISTRY.get_sample_value("facegate_docverify_portrait_full_searches_total") or 0.0
+
+    rgb = portraits["other_ICAO_Utopia_TD2_hires.jpg"]
+    height = round(rgb.shape[0] * 480 / rgb.shape[1])
+    chip = cv2.resize(rgb, (480, height), interpolation=cv2.INTER_CUBIC)  # a 480 px wide DG2 image
+    block = facial_image_block(encode(chip, "JPEG"), width=480, height=height, data_type=0)
+    before = full_searches()
+    reply = verify(stub, utopia_live, dg2=dg2([facial_record([block])]))
+    assert reply.outcome == MATCH, (reply.similarity, list(reply.reasons))
+    assert full_searches() == before  # its face is half the image wide: the fast search finds it
+    # The same portrait as a small part of a large image: too small for the profile, so the whole
+    # image is searched, and the face is still found and compared.
+    canvas = np.full((rgb.shape[0] * 6, rgb.shape[1] * 6, 3), 235, np.uint8)
+    canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
+    reply = verify(stub, utopia_live, portrait_image=common_pb2.Image(data=encode(canvas, "PNG")))
+    assert R.REASON_CODE_PORTRAIT_NOT_FOUND not in codes(reply) and reply.HasField("live_template")
+    assert reply.outcome == MATCH, (reply.similarity, list(reply.reasons))
+    assert full_searches() == before + 1
 
 
 # ---- MRZ and document reasons ----------------------------------------------------------------

@@ -4,9 +4,10 @@ Every genuine pair is one docverify ``Verify`` call (the gate's path: live frame
 document, with docverify's own live and portrait policies, quality verdicts and threshold). A
 Verify call costs two detections and an embedding, so the ~28,000 impostor pairs per source are
 scored from the same templates instead: the live template that Verify returns, and the
-document's template made by the face pipeline with docverify's portrait policy
-(``services.docverify.portrait.portrait_policy``) on the very image docverify detects on (the DG2's
-inner image, the page as sent). That this is Verify's score is checked, not assumed: for every
+document's template made by the face pipeline with docverify's own searches
+(``services.docverify.portrait``: the document profile, then the full search when it finds no
+face; the full search alone for a page) on the very image docverify detects on (the DG2's inner
+image, the page as sent). That this is Verify's score is checked, not assumed: for every
 genuine pair the dot product of the two templates must equal Verify's similarity (the report
 gives the largest difference). Metrics are ``facegate.evaluation``'s, as in ``facegate eval``.
 """
@@ -31,13 +32,13 @@ from PIL import Image
 from facegate import evaluation
 from facegate.api import document_request
 from facegate.client import open_channel
-from facegate.errors import FacegateError
+from facegate.errors import FacegateError, FaceRejected
 from facegate.pipeline import FacePipeline
 from facegate.thresholds import load_thresholds
 from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify.config import DocverifySettings
 from services.docverify.dg2 import parse_dg2
-from services.docverify.portrait import portrait_policy
+from services.docverify.portrait import document_policies, portrait_policy
 from services.docverify.thresholds import inter_eye_px
 from services.runtime.config import load_settings
 from services.runtime.images import HINT_OF_FORMAT
@@ -100,20 +101,35 @@ def verify_row(stub: Any, live: bytes, source: str, data: bytes) -> dict[str, An
     }
 
 
+def document_searches(settings: DocverifySettings, source: str, image: common_pb2.Image) -> tuple[Any, ...]:
+    """docverify's searches for this document image, in its order (see ``_compare``)."""
+    if source == "page.jpg":
+        return (portrait_policy(settings),)
+    return document_policies(settings, image.data)
+
+
 def document_template(
-    pipeline: FacePipeline, policy: Any, source: str, data: bytes
+    pipeline: FacePipeline, settings: DocverifySettings, source: str, data: bytes
 ) -> tuple[list[float] | None, float | None]:
     """The document's template and its portrait's eye distance in pixels (the size band key)."""
-    try:
-        template = pipeline.template(document_image(source, data), policy, source)
-    except FacegateError:
-        return None, None
-    return template.vector.tolist(), inter_eye_px(template.face.quality)
+    image = document_image(source, data)
+    searches = document_searches(settings, source, image)
+    for policy in searches:
+        try:
+            template = pipeline.template(image, policy, source)
+        except FaceRejected as exc:
+            if exc.reason == FaceRejected.NO_FACE and policy is not searches[-1]:
+                continue  # the profile found no large face: docverify searches the whole image
+            return None, None
+        except FacegateError:
+            return None, None
+        return template.vector.tolist(), inter_eye_px(template.face.quality)
+    return None, None
 
 
 def score_set(targets: dict[str, str], folder: Path, names: list[str], workers: int) -> dict[str, Any]:
     """Verify every genuine pair; template every document; the same for the specimen pages."""
-    policy = portrait_policy(load_settings(DocverifySettings))
+    settings = load_settings(DocverifySettings)
     channel = open_channel(targets["docverify"], budget_s=600)
     stub = docverify_pb2_grpc.DocVerifyServiceStub(channel)
     jobs = [(n, s) for n in names for s in SOURCES]
@@ -123,18 +139,22 @@ def score_set(targets: dict[str, str], folder: Path, names: list[str], workers: 
             name, source = job
             data = (folder / name / source).read_bytes()
             row = verify_row(stub, (folder / name / "live.jpg").read_bytes(), source, data)
-            row["document_template"], row["inter_eye_px"] = document_template(pipeline, policy, source, data)
+            row["document_template"], row["inter_eye_px"] = document_template(
+                pipeline, settings, source, data
+            )
             return {"identity": name, "source": source, **row}
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             rows = list(pool.map(one, jobs))
-        specimens = [specimen_row(stub, pipeline, policy, spec) for spec in specimens_with_portrait()]
+        specimens = [specimen_row(stub, pipeline, settings, spec) for spec in specimens_with_portrait()]
         spec = pipeline.model_spec()
     channel.close()
     return {"model_version": spec.model_version, "rows": rows, "specimens": specimens}
 
 
-def specimen_row(stub: Any, pipeline: FacePipeline, policy: Any, spec: dict) -> dict[str, Any]:
+def specimen_row(
+    stub: Any, pipeline: FacePipeline, settings: DocverifySettings, spec: dict
+) -> dict[str, Any]:
     """A specimen page: its portrait as a live frame (Verify's live template) and as a document."""
     page = (DOCUMENTS / spec["file"]).read_bytes()
     extract = stub.ExtractPortrait(
@@ -142,7 +162,7 @@ def specimen_row(stub: Any, pipeline: FacePipeline, policy: Any, spec: dict) -> 
     )
     crop = np.asarray(Image.open(io.BytesIO(extract.portrait.data)).convert("RGB"))
     row = verify_row(stub, live_frame(crop), "page.jpg", page)
-    template = document_template(pipeline, policy, "page.jpg", page)
+    template = document_template(pipeline, settings, "page.jpg", page)
     return {
         "file": spec["file"],
         "holder": spec["holder"],
