@@ -69,8 +69,9 @@ def mrz_text() -> str:
     return str(code)
 
 
-def travellers(count: int) -> list[dict[str, Any]]:
-    """``count`` genuine pairs of pairs.tsv: live frame from one photo, DG2 from the other."""
+def travellers(count: int, dg2_size: int = 0) -> list[dict[str, Any]]:
+    """``count`` genuine pairs of pairs.tsv: live frame from one photo, DG2 from the other (its
+    150 px photo as it is, or scaled to ``dg2_size`` px square, the size of a chip's portrait)."""
     from tests.docverify.dg2_builder import dg2_for_image
     from tools.gate_frame import live_frame
 
@@ -80,7 +81,10 @@ def travellers(count: int) -> list[dict[str, Any]]:
         if same.strip() != "1":
             continue
         live_rgb = np.asarray(Image.open(DATA / left).convert("RGB"))
-        portrait_rgb = np.asarray(Image.open(DATA / right).convert("RGB"))
+        portrait = Image.open(DATA / right).convert("RGB")
+        if dg2_size:
+            portrait = portrait.resize((dg2_size, dg2_size), Image.Resampling.LANCZOS)
+        portrait_rgb = np.asarray(portrait)
         buf = io.BytesIO()
         Image.fromarray(portrait_rgb).save(buf, format="JPEG", quality=90)
         jpeg = buf.getvalue()
@@ -546,7 +550,12 @@ def render(res: dict[str, Any]) -> str:
         f"- load before: `{res['uptime_before']}`; after: `{res['uptime_after']}`",
         f"- versions: {', '.join(f'{k} {val}' for k, val in v.items())}",
         f"- input: {res['people']} genuine pairs of pairs.tsv: live = 1280x720 JPEG gate frame of one photo, "
-        "DG2 (JPEG) of the other, valid MRZ, screening against "
+        + (
+            f"DG2 (JPEG) of the other scaled to {res['dg2_size']} px, "
+            if res.get("dg2_size")
+            else "DG2 (JPEG) of the other, "
+        )
+        + "valid MRZ, screening against "
         f"{res['templates']:,} random unit templates (one WANTED list, Lite + in-process index)",
         f"- stack: the processes `make run` starts, metrics on, embedding cache off; settings: {res['settings']}",
         "",
@@ -849,6 +858,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--templates", type=int, default=100_000)
     parser.add_argument("--people", type=int, default=40, help="distinct travellers (genuine pairs)")
     parser.add_argument("--single", type=int, default=100, help="decisions for the one-kiosk numbers")
+    parser.add_argument(
+        "--dg2-size",
+        type=int,
+        default=0,
+        help="scale the DG2's portrait to N px square (0: the 150 px photo)",
+    )
     parser.add_argument("--levels", default="1,2,4,8,16")
     parser.add_argument("--per-client", type=int, default=0, help="requests per kiosk (0: 96 / kiosks, >= 6)")
     parser.add_argument("--peer-per-process", type=int, default=12)
@@ -867,8 +882,9 @@ def main(argv: list[str] | None = None) -> None:
         "templates": args.templates,
         "versions": versions(),
         "settings": ", ".join(args.env) or "defaults",
+        "dg2_size": args.dg2_size,
     }
-    people = travellers(args.people * 3)
+    people = travellers(args.people * 3, args.dg2_size)
     mrz = mrz_text()
     extra_env = dict(e.split("=", 1) for e in args.env)
     var = Path(tempfile.mkdtemp(prefix="facegate-bench-kiosk-"))

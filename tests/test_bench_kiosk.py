@@ -3,7 +3,10 @@ says "yes" only when the run's own numbers meet them (no services started here).
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from bench.bench_kiosk import combine, overhead_split, render
 
@@ -158,3 +161,16 @@ def test_a_level_measured_in_rounds_reports_the_median_round() -> None:
         {**_result([6.0, 7.0], p50=150, peer=3.2), "levels": [{**level, "throughput": 19.2}], "rounds": 3}
     )
     assert "| 8 | 30 | **19.20** | 19.20, 18.60, 20.10 | 600 |" in report
+
+
+def test_the_dg2_can_carry_a_chip_sized_portrait_and_the_report_says_so() -> None:
+    from bench.bench_kiosk import travellers
+    from services.docverify.dg2 import parse_dg2
+
+    (small,), (large,) = travellers(1), travellers(1, dg2_size=480)
+    assert (parse_dg2(small["dg2"], max_bytes=1 << 20).primary.width) == 150
+    face = parse_dg2(large["dg2"], max_bytes=1 << 20).primary
+    assert (face.width, face.height) == (480, 480)
+    assert Image.open(io.BytesIO(large["portrait_jpeg"])).size == (480, 480)  # the peer gets it too
+    assert "of the other scaled to 480 px," in render({**_result([6.0], p50=80, peer=2.0), "dg2_size": 480})
+    assert "DG2 (JPEG) of the other, valid MRZ" in render(_result([6.0], p50=80, peer=2.0))
