@@ -94,9 +94,9 @@ class DocverifySettings(ServiceSettings):
         0.2,
         ge=0,
         lt=1,
-        description="DG2 and portrait images: first look for a face at least this fraction of the "
-        "image's shorter side on a copy scaled to it (fast); only when none is found does the full "
-        "search run. 0: always the full search. Page scans always get the full search.",
+        description="DG2s: first look for a face at least this fraction of the chip portrait's "
+        "shorter side on a copy scaled to it (fast); only when none is found does the full search "
+        "run. 0: always the full search. Portrait images and page scans always get the full search.",
     )
     portrait_min_inter_eye_px: float = Field(
         20.0, ge=0, description="Smallest eye distance on the portrait, pixels (specimen pages: 23-86)."

@@ -41,5 +41,5 @@ LIVE_FULL_SEARCHES = Counter(
 )
 PORTRAIT_FULL_SEARCHES = Counter(
     "facegate_docverify_portrait_full_searches_total",
-    "DG2 and portrait images searched again in full because the document profile found no large face.",
+    "DG2 portraits searched again in full because the document profile found no large face.",
 )

@@ -34,16 +34,21 @@ def portrait_policy(settings: object) -> FacePolicy:
 
 
 def document_policies(settings: object, data: bytes) -> tuple[FacePolicy, ...]:
-    """The searches for the face of a DG2's image or a portrait image, in order: the second runs
-    only when the first finds no face.
+    """The searches for the face of a DG2's image, in order: the second runs only when the first
+    finds no face.
 
-    A document portrait is framed round one face (ISO/IEC 19794-5: the face spans about half the
-    image's width), so the first search asks for a face at least ``portrait_profile_face_fraction``
-    of the image's shorter side, on a copy scaled to it: a 480x640 DG2 is searched at ~130x170
-    instead of from 20 px faces up (measured: MTCNN 117 -> 26-39 ms here). Crops still come from
-    the full image. When that finds nothing, :func:`portrait_policy`'s full search runs, so a
-    small face is still found and judged and "no face" stays "no face". Page scans are not
-    portraits (the face is a small part of the page) and always get the full search.
+    A chip portrait holds one face framed by ISO/IEC 19794-5 (it spans about half the image's
+    width), so the first search asks for a face at least ``portrait_profile_face_fraction`` of the
+    image's shorter side, on a copy scaled to it: a 480x640 DG2 is searched at ~130x170 instead of
+    from 20 px faces up (measured: MTCNN 105-117 -> ~30 ms here). Crops still come from the full
+    image. When that finds nothing, :func:`portrait_policy`'s full search runs, so a small face is
+    still found and judged and "no face" stays "no face".
+
+    Only for DG2s: a portrait image or a page may hold other faces, and on a copy the largest one
+    can be missed while a smaller one is found (measured on a dev photo with two faces), which
+    would compare the wrong face. Landmarks from the copy also move the pose estimate (median 1,
+    at most ~10 degrees on dev photos): a chip portrait is frontal by issue, far from the 35 degree
+    bound; an arbitrary photo need not be.
     """
     full = portrait_policy(settings)
     fraction = settings.portrait_profile_face_fraction  # type: ignore[attr-defined]

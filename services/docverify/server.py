@@ -250,9 +250,9 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         with _stage("detect"):
             live_call = self.pipeline.detect_async(request.live, live_policy(self.settings))
             searches = (
-                (portrait_policy(self.settings),)
-                if source == SOURCE.PORTRAIT_SOURCE_PAGE_SCAN
-                else document_policies(self.settings, portrait.data)
+                document_policies(self.settings, portrait.data)
+                if source == SOURCE.PORTRAIT_SOURCE_DG2
+                else (portrait_policy(self.settings),)
             )
             portrait_call = self.pipeline.detect_async(portrait, searches[0])
             try:

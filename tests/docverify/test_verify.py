@@ -138,9 +138,7 @@ def test_portrait_image_source(stub, utopia_live, portraits):
     assert reply.outcome == MATCH
 
 
-def test_document_profile_finds_a_chip_sized_face_and_falls_back_for_a_small_one(
-    stub, utopia_live, portraits
-):
+def test_dg2_profile_finds_a_chip_sized_face_and_falls_back_for_a_small_one(stub, utopia_live, portraits):
     import cv2
     from prometheus_client import REGISTRY
 
@@ -155,14 +153,20 @@ def test_document_profile_finds_a_chip_sized_face_and_falls_back_for_a_small_one
     reply = verify(stub, utopia_live, dg2=dg2([facial_record([block])]))
     assert reply.outcome == MATCH, (reply.similarity, list(reply.reasons))
     assert full_searches() == before  # its face is half the image wide: the fast search finds it
-    # The same portrait as a small part of a large image: too small for the profile, so the whole
-    # image is searched, and the face is still found and compared.
+    # The same portrait as a small part of a large chip image: too small for the profile, so the
+    # whole image is searched, and the face is still found and compared.
     canvas = np.full((rgb.shape[0] * 6, rgb.shape[1] * 6, 3), 235, np.uint8)
     canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
-    reply = verify(stub, utopia_live, portrait_image=common_pb2.Image(data=encode(canvas, "PNG")))
+    block = facial_image_block(
+        encode(canvas, "JPEG"), width=canvas.shape[1], height=canvas.shape[0], data_type=0
+    )
+    reply = verify(stub, utopia_live, dg2=dg2([facial_record([block])]))
     assert R.REASON_CODE_PORTRAIT_NOT_FOUND not in codes(reply) and reply.HasField("live_template")
     assert reply.outcome == MATCH, (reply.similarity, list(reply.reasons))
     assert full_searches() == before + 1
+    # A portrait image gets the full search at once (it may hold other faces): no second search.
+    reply = verify(stub, utopia_live, portrait_image=common_pb2.Image(data=encode(canvas, "PNG")))
+    assert reply.outcome == MATCH and full_searches() == before + 1
 
 
 # ---- MRZ and document reasons ----------------------------------------------------------------

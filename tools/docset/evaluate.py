@@ -1,15 +1,15 @@
 """``python -m tools.docset eval``: error rates per portrait source, through the real docverify service.
 
 Every genuine pair is one docverify ``Verify`` call (the gate's path: live frame against the
-document, with docverify's own live and portrait policies, quality verdicts and threshold). A
-Verify call costs two detections and an embedding, so the ~28,000 impostor pairs per source are
-scored from the same templates instead: the live template that Verify returns, and the
-document's template made by the face pipeline with docverify's own searches
-(``services.docverify.portrait``: the document profile, then the full search when it finds no
-face; the full search alone for a page) on the very image docverify detects on (the DG2's inner
-image, the page as sent). That this is Verify's score is checked, not assumed: for every
-genuine pair the dot product of the two templates must equal Verify's similarity (the report
-gives the largest difference). Metrics are ``facegate.evaluation``'s, as in ``facegate eval``.
+document, with docverify's own live and portrait policies, quality verdicts and threshold). A Verify
+call costs two detections and an embedding, so the ~28,000 impostor pairs per source are scored from
+the same templates instead: the live template that Verify returns, and the document's template made
+by the face pipeline with docverify's own searches (``services.docverify.portrait``: for a DG2 the
+document profile, then the full search when it finds no face; the full search alone for a portrait
+image or a page) on the very image docverify detects on (the DG2's inner image, the page as sent).
+That this is Verify's score is checked, not assumed: for every genuine pair the dot product of the
+two templates must equal Verify's similarity (the report gives the largest difference). Metrics are
+``facegate.evaluation``'s, as in ``facegate eval``.
 """
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ def verify_row(stub: Any, live: bytes, source: str, data: bytes) -> dict[str, An
 
 def document_searches(settings: DocverifySettings, source: str, image: common_pb2.Image) -> tuple[Any, ...]:
     """docverify's searches for this document image, in its order (see ``_compare``)."""
-    if source == "page.jpg":
-        return (portrait_policy(settings),)
-    return document_policies(settings, image.data)
+    if source.startswith("dg2"):
+        return document_policies(settings, image.data)
+    return (portrait_policy(settings),)
 
 
 def document_template(
