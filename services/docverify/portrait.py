@@ -33,9 +33,10 @@ def portrait_policy(settings: object) -> FacePolicy:
     )
 
 
-def document_policies(settings: object, data: bytes) -> tuple[FacePolicy, ...]:
-    """The searches for the face of a DG2's image, in order: the second runs only when the first
-    finds no face.
+def portrait_searches(settings: object, data: bytes, *, dg2: bool) -> tuple[FacePolicy, ...]:
+    """The searches for a document image's face, in order: the second runs only when the first
+    finds no face. A DG2's image gets the document profile first; anything else only the full
+    :func:`portrait_policy` search.
 
     A chip portrait holds one face framed by ISO/IEC 19794-5 (it spans about half the image's
     width), so the first search asks for a face at least ``portrait_profile_face_fraction`` of the
@@ -52,7 +53,7 @@ def document_policies(settings: object, data: bytes) -> tuple[FacePolicy, ...]:
     """
     full = portrait_policy(settings)
     fraction = settings.portrait_profile_face_fraction  # type: ignore[attr-defined]
-    size = image_size(data) if fraction else None
+    size = image_size(data) if fraction and dg2 else None
     if size is None:
         return (full,)
     floor = settings.portrait_min_face_size  # type: ignore[attr-defined]

@@ -32,11 +32,11 @@ from services.docverify.decision import Findings, decide
 from services.docverify.dg2 import Dg2Error, parse_dg2
 from services.docverify.mrz_check import MrzReport, check_mrz, parse_decision_date
 from services.docverify.portrait import (
-    document_policies,
     live_full_policy,
     live_policy,
     portrait_policy,
     portrait_region,
+    portrait_searches,
 )
 from services.docverify.quality import judge, portrait_bounds
 from services.docverify.thresholds import Calibration, calibrated_source
@@ -249,10 +249,8 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
         calibration = self._calibration(spec.model_version, request, key, findings)  # bad FAR: fails here
         with _stage("detect"):
             live_call = self.pipeline.detect_async(request.live, live_policy(self.settings))
-            searches = (
-                document_policies(self.settings, portrait.data)
-                if source == SOURCE.PORTRAIT_SOURCE_DG2
-                else (portrait_policy(self.settings),)
+            searches = portrait_searches(
+                self.settings, portrait.data, dg2=source == SOURCE.PORTRAIT_SOURCE_DG2
             )
             portrait_call = self.pipeline.detect_async(portrait, searches[0])
             try:

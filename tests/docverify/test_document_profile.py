@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from services.docverify.config import DocverifySettings
-from services.docverify.portrait import document_policies, image_size, portrait_policy
+from services.docverify.portrait import image_size, portrait_policy, portrait_searches
 
 
 def jpeg(width: int, height: int) -> bytes:
@@ -20,7 +20,7 @@ def jpeg(width: int, height: int) -> bytes:
 
 def test_a_chip_sized_portrait_is_searched_for_a_large_face_first_then_in_full() -> None:
     settings = DocverifySettings()
-    first, then = document_policies(settings, jpeg(480, 640))
+    first, then = portrait_searches(settings, jpeg(480, 640), dg2=True)
     assert first.scale_to_min_face and first.min_face_size == round(0.2 * 480)
     assert then == portrait_policy(settings)
     # Everything else is the portrait policy's: the largest face, the portrait confidence floor.
@@ -39,7 +39,12 @@ def test_a_chip_sized_portrait_is_searched_for_a_large_face_first_then_in_full()
 )
 def test_the_full_search_alone_where_the_profile_cannot_help(data: bytes, fraction: float) -> None:
     settings = DocverifySettings(portrait_profile_face_fraction=fraction)
-    assert document_policies(settings, data) == (portrait_policy(settings),)
+    assert portrait_searches(settings, data, dg2=True) == (portrait_policy(settings),)
+
+
+def test_portrait_images_and_pages_get_the_full_search_whatever_their_size() -> None:
+    settings = DocverifySettings()
+    assert portrait_searches(settings, jpeg(480, 640), dg2=False) == (portrait_policy(settings),)
 
 
 def test_the_size_comes_from_the_header_of_jpeg_and_jpeg_2000() -> None:

@@ -38,7 +38,7 @@ from facegate.thresholds import load_thresholds
 from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify.config import DocverifySettings
 from services.docverify.dg2 import parse_dg2
-from services.docverify.portrait import document_policies, portrait_policy
+from services.docverify.portrait import portrait_searches
 from services.docverify.thresholds import inter_eye_px
 from services.runtime.config import load_settings
 from services.runtime.images import HINT_OF_FORMAT
@@ -101,19 +101,12 @@ def verify_row(stub: Any, live: bytes, source: str, data: bytes) -> dict[str, An
     }
 
 
-def document_searches(settings: DocverifySettings, source: str, image: common_pb2.Image) -> tuple[Any, ...]:
-    """docverify's searches for this document image, in its order (see ``_compare``)."""
-    if source.startswith("dg2"):
-        return document_policies(settings, image.data)
-    return (portrait_policy(settings),)
-
-
 def document_template(
     pipeline: FacePipeline, settings: DocverifySettings, source: str, data: bytes
 ) -> tuple[list[float] | None, float | None]:
     """The document's template and its portrait's eye distance in pixels (the size band key)."""
     image = document_image(source, data)
-    searches = document_searches(settings, source, image)
+    searches = portrait_searches(settings, image.data, dg2=source.startswith("dg2"))
     for policy in searches:
         try:
             template = pipeline.template(image, policy, source)
