@@ -683,10 +683,10 @@ def render(res: dict[str, Any]) -> str:
 
 
 def step_down(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
-    """A step to more kiosks whose median round came out lower: by how much, in how many of the
-    paired rounds (measured next to each other) the higher level was still ahead, and whether the
-    drop is within the spread of either level's own rounds (then the two are equal as far as the
-    run can tell: a level's rounds differ by that much with nothing changed)."""
+    """A step to more kiosks whose median round came out lower: its report text (by how much, in
+    how many of the paired rounds, measured next to each other, the higher level was still ahead)
+    and whether the drop is within the spread of either level's own rounds (then the two are equal
+    as far as the run can tell: a level's rounds differ by that much with nothing changed)."""
     a, b = (
         low.get("throughput_rounds", [low["throughput"]]),
         high.get("throughput_rounds", [high["throughput"]]),
@@ -701,7 +701,7 @@ def step_down(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
         + ("within" if within else "beyond")
         + f" the rounds' spread ({spread:.2f}/s)"
     )
-    return {"drop": drop, "spread": spread, "ahead": ahead, "within_spread": within, "text": text}
+    return {"within_spread": within, "text": text}
 
 
 def bars(res: dict[str, Any]) -> list[str]:
