@@ -69,9 +69,25 @@ def mrz_text() -> str:
     return str(code)
 
 
-def travellers(count: int, dg2_size: int = 0) -> list[dict[str, Any]]:
+#: A chip's JPEG 2000 portrait: the middle of the document set's 12-20 kB band (tools.docset).
+DG2_JP2_BYTES = 16_000
+
+
+def dg2_portrait(portrait: Image.Image, fmt: str) -> bytes:
+    """The image a DG2 carries: a JPEG (quality 90) or a JPEG 2000 of about DG2_JP2_BYTES."""
+    if fmt == "JPEG2000":
+        from tools.docset.degrade import chip_jpeg2000
+
+        return chip_jpeg2000(portrait, DG2_JP2_BYTES)
+    buf = io.BytesIO()
+    portrait.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def travellers(count: int, dg2_size: int = 0, dg2_format: str = "JPEG") -> list[dict[str, Any]]:
     """``count`` genuine pairs of pairs.tsv: live frame from one photo, DG2 from the other (its
-    150 px photo as it is, or scaled to ``dg2_size`` px square, the size of a chip's portrait)."""
+    150 px photo as it is, or scaled to ``dg2_size`` px square, the size of a chip's portrait),
+    held as ``dg2_format`` ("JPEG" or "JPEG2000", the two a chip may carry)."""
     from tests.docverify.dg2_builder import dg2_for_image
     from tools.gate_frame import live_frame
 
@@ -84,15 +100,12 @@ def travellers(count: int, dg2_size: int = 0) -> list[dict[str, Any]]:
         portrait = Image.open(DATA / right).convert("RGB")
         if dg2_size:
             portrait = portrait.resize((dg2_size, dg2_size), Image.Resampling.LANCZOS)
-        portrait_rgb = np.asarray(portrait)
-        buf = io.BytesIO()
-        Image.fromarray(portrait_rgb).save(buf, format="JPEG", quality=90)
-        jpeg = buf.getvalue()
+        image = dg2_portrait(portrait, dg2_format)
         out.append(
             {
                 "live": live_frame(live_rgb),
-                "portrait_jpeg": jpeg,
-                "dg2": dg2_for_image(jpeg, "JPEG", portrait_rgb.shape[1], portrait_rgb.shape[0]),
+                "portrait": image,
+                "dg2": dg2_for_image(image, dg2_format, portrait.width, portrait.height),
             }
         )
         if len(out) == count:
@@ -435,7 +448,7 @@ def transport_floor(people: list[dict[str, Any]]) -> dict[str, Any]:
     def mean_len(key: str) -> int:
         return round(sum(len(p[key]) for p in people) / len(people))
 
-    return floor(decision_hops(mean_len("live"), mean_len("portrait_jpeg"), mean_len("dg2")))
+    return floor(decision_hops(mean_len("live"), mean_len("portrait"), mean_len("dg2")))
 
 
 # ---- the peer -------------------------------------------------------------------------------------
@@ -485,7 +498,7 @@ def peer_decision(item: tuple[bytes, bytes]) -> tuple[float, float, bool]:
 
 
 def run_peer(people: list[dict[str, Any]], processes: int, per_process: int, gallery: int) -> dict[str, Any]:
-    items = [(p["live"], p["portrait_jpeg"]) for p in people]
+    items = [(p["live"], p["portrait"]) for p in people]
     work = [items[i % len(items)] for i in range(processes * per_process)]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(processes, initializer=_peer_init, initargs=(gallery,)) as pool:
@@ -539,6 +552,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+def dg2_kind(res: dict[str, Any]) -> str:
+    """How the report names the run's DG2 image (runs saved before the option were JPEG)."""
+    return "JPEG 2000" if res.get("dg2_format") == "JPEG2000" else "JPEG"
+
+
 def render(res: dict[str, Any]) -> str:
     v = res["versions"]
     lines = [
@@ -550,11 +568,8 @@ def render(res: dict[str, Any]) -> str:
         f"- load before: `{res['uptime_before']}`; after: `{res['uptime_after']}`",
         f"- versions: {', '.join(f'{k} {val}' for k, val in v.items())}",
         f"- input: {res['people']} genuine pairs of pairs.tsv: live = 1280x720 JPEG gate frame of one photo, "
-        + (
-            f"DG2 (JPEG) of the other scaled to {res['dg2_size']} px, "
-            if res.get("dg2_size")
-            else "DG2 (JPEG) of the other, "
-        )
+        + f"DG2 ({dg2_kind(res)}) of the other"
+        + (f" scaled to {res['dg2_size']} px, " if res.get("dg2_size") else ", ")
         + "valid MRZ, screening against "
         f"{res['templates']:,} random unit templates (one WANTED list, Lite + in-process index)",
         f"- stack: the processes `make run` starts, metrics on, embedding cache off; settings: {res['settings']}",
@@ -865,6 +880,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="scale the DG2's portrait to N px square (0: the 150 px photo)",
     )
+    parser.add_argument(
+        "--dg2-format",
+        choices=("JPEG", "JPEG2000"),
+        default="JPEG",
+        help=f"the DG2's image: JPEG (quality 90) or JPEG 2000 (~{DG2_JP2_BYTES:,} bytes)",
+    )
     parser.add_argument("--levels", default="1,2,4,8,16")
     parser.add_argument("--per-client", type=int, default=0, help="requests per kiosk (0: 96 / kiosks, >= 6)")
     parser.add_argument("--peer-per-process", type=int, default=12)
@@ -884,8 +905,9 @@ def main(argv: list[str] | None = None) -> None:
         "versions": versions(),
         "settings": ", ".join(args.env) or "defaults",
         "dg2_size": args.dg2_size,
+        "dg2_format": args.dg2_format,
     }
-    people = travellers(args.people * 3, args.dg2_size)
+    people = travellers(args.people * 3, args.dg2_size, args.dg2_format)
     mrz = mrz_text()
     extra_env = dict(e.split("=", 1) for e in args.env)
     var = Path(tempfile.mkdtemp(prefix="facegate-bench-kiosk-"))

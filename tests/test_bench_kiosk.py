@@ -171,6 +171,20 @@ def test_the_dg2_can_carry_a_chip_sized_portrait_and_the_report_says_so() -> Non
     assert (parse_dg2(small["dg2"], max_bytes=1 << 20).primary.width) == 150
     face = parse_dg2(large["dg2"], max_bytes=1 << 20).primary
     assert (face.width, face.height) == (480, 480)
-    assert Image.open(io.BytesIO(large["portrait_jpeg"])).size == (480, 480)  # the peer gets it too
+    assert Image.open(io.BytesIO(large["portrait"])).size == (480, 480)  # the peer gets it too
     assert "of the other scaled to 480 px," in render({**_result([6.0], p50=80, peer=2.0), "dg2_size": 480})
     assert "DG2 (JPEG) of the other, valid MRZ" in render(_result([6.0], p50=80, peer=2.0))
+
+
+def test_the_dg2_can_carry_a_jpeg_2000_portrait_of_a_chips_size() -> None:
+    from bench.bench_kiosk import DG2_JP2_BYTES, travellers
+    from services.docverify.dg2 import parse_dg2
+
+    (person,) = travellers(1, dg2_size=480, dg2_format="JPEG2000")
+    face = parse_dg2(person["dg2"], max_bytes=1 << 20).primary
+    assert face.image_format == "JPEG2000" and face.image == person["portrait"]
+    assert DG2_JP2_BYTES - 1_000 <= len(person["portrait"]) <= DG2_JP2_BYTES
+    with Image.open(io.BytesIO(person["portrait"])) as image:  # the peer decodes the same bytes
+        assert (image.format, image.size) == ("JPEG2000", (480, 480))
+    report = render({**_result([6.0], p50=80, peer=2.0), "dg2_size": 480, "dg2_format": "JPEG2000"})
+    assert "DG2 (JPEG 2000) of the other scaled to 480 px," in report
