@@ -1,7 +1,8 @@
 """Kiosk decisions end to end through the gateway, side by side with the face_recognition peer.
 
 What one e-gate does: ``VerifyTraveller`` with the kiosk key (``facegate.Gateway``), a live
-1280x720 JPEG (``tools.gate_frame``), the passport chip's DG2 (JPEG portrait), the MRZ, and the
+1280x720 JPEG (``tools.gate_frame``), the passport chip's DG2 (a 480 px JPEG portrait, a chip's
+size, by default; ``--dg2-format JPEG2000`` for the other format chips use), the MRZ, and the
 watchlist screening against ``--templates`` synthetic unit templates. The whole stack runs as the
 same processes ``make run`` starts (``facegate.launcher.start_process``), on free loopback ports,
 with a temporary ``FACEGATE_VAR_DIR``, dev keys from ``python -m gateway.keys dev`` and metrics
@@ -69,6 +70,9 @@ def mrz_text() -> str:
     return str(code)
 
 
+#: The DG2 portrait's side by default: a chip holds 240-480 px portraits (ISO/IEC 19794-5); the
+#: 150 px dev photo would hide what detecting a real one costs (bench/results/kiosk.md).
+DG2_SIZE = 480
 #: A chip's JPEG 2000 portrait: the middle of the document set's 12-20 kB band (tools.docset).
 DG2_JP2_BYTES = 16_000
 
@@ -877,8 +881,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--dg2-size",
         type=int,
-        default=0,
-        help="scale the DG2's portrait to N px square (0: the 150 px photo)",
+        default=DG2_SIZE,
+        help="scale the DG2's portrait to N px square (0: the 150 px dev photo as it is)",
     )
     parser.add_argument(
         "--dg2-format",
