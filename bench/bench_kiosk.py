@@ -478,21 +478,31 @@ def _central(locations: list[tuple[int, int, int, int]], shape: tuple[int, ...])
     return min(locations, key=cost)
 
 
-def _encode(face_recognition: Any, rgb: np.ndarray) -> np.ndarray | None:
-    locations = face_recognition.face_locations(rgb)  # HOG, its default upsample of 1
-    if not locations:
-        return None
-    return face_recognition.face_encodings(rgb, [_central(locations, rgb.shape)])[0]
+#: How the peer looks for faces: HOG's upsampling passes, in order, the next only when the one
+#: before found no face. "default" is the library's own (upsample 1: faces from ~40 px); "sized"
+#: gives it facegate's idea of the kiosk and document profiles (a gate face and a chip portrait's
+#: face are large: upsample 0 finds faces from ~80 px at a quarter of the cost; the upsampled
+#: search only when that finds none). The bar is judged against the faster of the two.
+PEER_PROFILES: dict[str, tuple[int, ...]] = {"default": (1,), "sized": (0, 1)}
 
 
-def peer_decision(item: tuple[bytes, bytes]) -> tuple[float, float, bool]:
+def _encode(face_recognition: Any, rgb: np.ndarray, upsamples: tuple[int, ...]) -> np.ndarray | None:
+    for upsample in upsamples:
+        locations = face_recognition.face_locations(rgb, number_of_times_to_upsample=upsample)  # HOG
+        if locations:
+            return face_recognition.face_encodings(rgb, [_central(locations, rgb.shape)])[0]
+    return None
+
+
+def peer_decision(item: tuple[bytes, bytes, tuple[int, ...]]) -> tuple[float, float, bool]:
     """The same work as one kiosk decision: detect+encode both images, compare, search the gallery."""
     import face_recognition
 
+    live_bytes, portrait_bytes, upsamples = item
     t0 = time.perf_counter()
-    live = np.asarray(Image.open(io.BytesIO(item[0])).convert("RGB"))
-    portrait = np.asarray(Image.open(io.BytesIO(item[1])).convert("RGB"))
-    a, b = _encode(face_recognition, live), _encode(face_recognition, portrait)
+    live = np.asarray(Image.open(io.BytesIO(live_bytes)).convert("RGB"))
+    portrait = np.asarray(Image.open(io.BytesIO(portrait_bytes)).convert("RGB"))
+    a, b = _encode(face_recognition, live, upsamples), _encode(face_recognition, portrait, upsamples)
     found = a is not None and b is not None
     if found:
         face_recognition.face_distance([b], a)
@@ -501,8 +511,11 @@ def peer_decision(item: tuple[bytes, bytes]) -> tuple[float, float, bool]:
     return (time.perf_counter() - t0) * 1000, time.perf_counter(), found
 
 
-def run_peer(people: list[dict[str, Any]], processes: int, per_process: int, gallery: int) -> dict[str, Any]:
-    items = [(p["live"], p["portrait"]) for p in people]
+def run_peer(
+    people: list[dict[str, Any]], processes: int, per_process: int, gallery: int, profile: str = "default"
+) -> dict[str, Any]:
+    upsamples = PEER_PROFILES[profile]
+    items = [(p["live"], p["portrait"], upsamples) for p in people]
     work = [items[i % len(items)] for i in range(processes * per_process)]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(processes, initializer=_peer_init, initargs=(gallery,)) as pool:
@@ -512,6 +525,7 @@ def run_peer(people: list[dict[str, Any]], processes: int, per_process: int, gal
         wall = time.perf_counter() - t0
     lat = [r[0] for r in results]
     return {
+        "profile": profile,
         "processes": processes,
         "requests": len(work),
         "throughput": len(work) / wall,
@@ -519,6 +533,11 @@ def run_peer(people: list[dict[str, Any]], processes: int, per_process: int, gal
         "p99": pct(lat, 99),
         "found": sum(r[2] for r in results),
     }
+
+
+def best_peer(res: dict[str, Any]) -> dict[str, Any]:
+    """The peer's fastest row: the bar is judged against the best the peer can do."""
+    return max(res["peer"], key=lambda r: r["throughput"])
 
 
 def peer_available() -> str | None:
@@ -668,26 +687,30 @@ def render(res: dict[str, Any]) -> str:
         lines.append(f"Not run: {res['peer_error']} (install with `make bench-peer`).")
     else:
         lines += [
-            "dlib HOG (upsample 1) + ResNet encodings of the live frame and the portrait, `face_distance` "
+            "dlib HOG + ResNet encodings of the live frame and the portrait, `face_distance` "
             f"between them and over a {res['templates']:,} x 128 gallery (linear), most central face. "
-            "One decision per task; a process per core.",
+            "One decision per task; a process per core. HOG upsampling: `default` is the library's "
+            "own (1); `sized` searches without upsampling first and upsamples only when that finds "
+            "no face, as facegate's kiosk and document profiles search for large faces first.",
             "",
-            "| processes | decisions | throughput /s | p50 ms | p99 ms | both faces found |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| HOG upsampling | processes | decisions | throughput /s | p50 ms | p99 ms | both faces found |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in res["peer"]:
             lines.append(
-                f"| {r['processes']} | {r['requests']} | **{r['throughput']:.2f}** | {r['p50']:.0f} | "
+                f"| {r.get('profile', 'default')} {PEER_PROFILES[r.get('profile', 'default')]} | "
+                f"{r['processes']} | {r['requests']} | **{r['throughput']:.2f}** | {r['p50']:.0f} | "
                 f"{r['p99']:.0f} | {r['found']}/{r['requests']} |"
             )
         best_fg = max(r["throughput"] for r in res["levels"])
-        best_peer = max(r["throughput"] for r in res["peer"])
-        one_peer = res["peer"][0]
+        peer = best_peer(res)
+        one_peer = min((r for r in res["peer"] if r["processes"] == 1), key=lambda r: r["p50"])
         lines += [
             "",
-            f"**Throughput ratio (best facegate level / best peer): {best_fg:.2f} / {best_peer:.2f} = "
-            f"{best_fg / best_peer:.2f}x.** One at a time: facegate p50 {one['p50']:.0f} ms vs peer "
-            f"{one_peer['p50']:.0f} ms ({one_peer['p50'] / one['p50']:.1f}x).",
+            f"**Throughput ratio (best facegate level / best peer): {best_fg:.2f} / "
+            f"{peer['throughput']:.2f} = {best_fg / peer['throughput']:.2f}x** (peer "
+            f"{peer.get('profile', 'default')}). One at a time: facegate p50 {one['p50']:.0f} ms vs "
+            f"peer {one_peer['p50']:.0f} ms ({one_peer['p50'] / one['p50']:.1f}x).",
         ]
     if res.get("kiosk_vs_full"):
         k = res["kiosk_vs_full"]
@@ -746,12 +769,13 @@ def bars(res: dict[str, Any]) -> list[str]:
         ),
     ]
     if res.get("peer"):
-        best_fg, best_peer = max(rates), max(r["throughput"] for r in res["peer"])
+        best_fg, peer = max(rates), best_peer(res)
         rows.append(
             (
                 ">= 3x the face_recognition peer, same run",
-                f"{best_fg / best_peer:.2f}x ({best_fg:.2f} vs {best_peer:.2f}/s)",
-                best_fg >= 3 * best_peer,
+                f"{best_fg / peer['throughput']:.2f}x ({best_fg:.2f} vs {peer['throughput']:.2f}/s, "
+                f"peer {peer.get('profile', 'default')})",
+                best_fg >= 3 * peer["throughput"],
             )
         )
     rows.append(
@@ -940,10 +964,14 @@ def main(argv: list[str] | None = None) -> None:
             res["peer_error"] = peer_available()
             if res["peer_error"] is None:
                 res["peer"] = []
-                for procs in (1, 2):
-                    r = run_peer(people, procs, args.peer_per_process, args.templates)
-                    res["peer"].append(r)
-                    print(f"  peer {procs} proc: {r['throughput']:.2f}/s p50 {r['p50']:.0f}", flush=True)
+                for profile in PEER_PROFILES:
+                    for procs in (1, 2):
+                        r = run_peer(people, procs, args.peer_per_process, args.templates, profile)
+                        res["peer"].append(r)
+                        print(
+                            f"  peer {profile} {procs} proc: {r['throughput']:.2f}/s p50 {r['p50']:.0f}",
+                            flush=True,
+                        )
         else:
             res["peer_error"] = "--no-peer"
         if not args.no_floor:

@@ -188,3 +188,14 @@ def test_the_dg2_can_carry_a_jpeg_2000_portrait_of_a_chips_size() -> None:
         assert (image.format, image.size) == ("JPEG2000", (480, 480))
     report = render({**_result([6.0], p50=80, peer=2.0), "dg2_size": 480, "dg2_format": "JPEG2000"})
     assert "DG2 (JPEG 2000) of the other scaled to 480 px," in report
+
+
+def test_the_ratio_is_judged_against_the_faster_peer() -> None:
+    result = _result([6.0, 7.0, 9.7], p50=150, peer=2.0)  # the library's defaults: 4.85x alone
+    sized = {**result["peer"][0], "profile": "sized", "throughput": 3.5, "p50": 300}
+    report = render({**result, "peer": [*result["peer"], sized]})
+    bar = _bar(report, ">= 3x")
+    assert "2.77x (9.70 vs 3.50/s, peer sized)" in bar and bar.endswith("| no |")
+    assert "| sized (0, 1) | 1 | 1 | **3.50** | 300 |" in report
+    assert "| default (1,) | 1 | 1 | **2.00** | 500 |" in report
+    assert "peer 300 ms (2.0x)" in report  # one at a time: the faster single process
