@@ -596,7 +596,22 @@ def run(
 
 
 def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str:
+    """The report, section by section; a section with no measurements in ``out`` is left out."""
     s = load_settings(WatchlistSettings, port=0, metrics_port=-1)
+    lines = [
+        *_render_service(out, args, seconds, s),
+        *_render_in_process(out),
+        *_render_gate(out),
+        *_render_sketch(out, s),
+        *_render_consistency(out),
+        *_render_writes(out),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _render_service(out: dict[str, Any], args: argparse.Namespace, seconds: float, s: Any) -> list[str]:
+    """The run's setting and the Search RPC rows of every configuration."""
     lines = [
         "# Watchlist benchmark",
         "",
@@ -639,6 +654,12 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
         '"Milvus paused" is measured with the co-located Milvus server stopped (SIGSTOP): that search',
         "path never calls Milvus, and on a cluster Milvus does not share the service's cores.",
         "",
+    ]
+    return lines
+
+
+def _render_in_process(out: dict[str, Any]) -> list[str]:
+    lines = [
         "## In-process index alone (no gRPC), ms",
         "",
         "| templates | p50 | p99 | batched: ms per probe |",
@@ -646,79 +667,98 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
     ]
     for n, m in out["memory"].items():
         lines.append(f"| {n:,} | {m['p50']:.2f} | {m['p99']:.2f} | {m['batch_per_probe']:.3f} |")
-    if out["gate"]:
-        lines += [
-            "",
-            f"## Gate screening through the service (threshold {GATE_THRESHOLD}, top_k 10, ms per Search RPC)",
-            "",
-            "Planted = a genuine-like match at cosine 0.55-0.9 to one template; random = no match "
-            "(nothing reaches the threshold on random data). Recall@1 against exact search.",
-            "",
-            "| configuration | templates | planted p50 | planted p99 | planted recall@1 | random p50 | random p99 "
-            "| random recall@1 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name, n, g in out["gate"]:
-            a, b = g["planted"], g["random"]
-            lines.append(
-                f"| {name} | {n:,} | {a['p50']:.2f} | {a['p99']:.2f} | {a['recall1']:.3f} | {b['p50']:.2f} | "
-                f"{b['p99']:.2f} | {b['recall1']:.3f} |"
-            )
-    if out["sketch"]:
-        lines += [
-            "",
-            "## In-process index alone: exact scan against the sign sketch (no gRPC)",
-            "",
-            "top_k 100, one template per subject. *found* = share of the templates at or above the "
-            "threshold (exact) that the sketch search returned; *at thr* = such templates per probe; "
-            "candidates = rows scored exactly per probe (median); fallbacks = probes that went to the exact "
-            "scan because more than `sketch_max_candidates` rows were within the radius.",
-            "",
-            "| data | templates | threshold | probes | exact p50 / p99 | sketch p50 / p99 | recall@1 | found "
-            "| at thr | candidates | fallbacks |",
-            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in out["sketch"]:
-            lines.append(
-                f"| {r['kind']} | {r['n']:,} | {r['threshold']} | {r['probes']} | "
-                f"{r['exact']['p50']:.2f} / {r['exact']['p99']:.2f} | {r['sketch']['p50']:.2f} / "
-                f"{r['sketch']['p99']:.2f} | {r['recall1']:.3f} | {r['found']:.4f} | {r['at_threshold']:.1f} | "
-                f"{r['candidates']:,.0f} | {r['fallbacks']} |"
-            )
-        lines += [
-            "",
-            "| data | templates | sketch build s | MiB per 1M (vectors + sketch) | MiB per 1M (vectors only) |",
-        ]
-        lines.append("|---|---:|---:|---:|---:|")
-        seen = set()
-        for r in out["sketch"]:
-            if (r["kind"], r["n"]) not in seen:
-                seen.add((r["kind"], r["n"]))
-                lines.append(
-                    f"| {r['kind']} | {r['n']:,} | {r['build']:.1f} | {r['mem']:.0f} | {r['exact_mem']:.0f} |"
-                )
-        radii = MemoryIndex(DIM, sketch_bits=s.sketch_bits, miss_probability=s.sketch_miss_probability).radii(
-            GATE_THRESHOLD
-        )
+    return lines
+
+
+def _render_gate(out: dict[str, Any]) -> list[str]:
+    if not out["gate"]:
+        return []
+    lines = [
+        "",
+        f"## Gate screening through the service (threshold {GATE_THRESHOLD}, top_k 10, ms per Search RPC)",
+        "",
+        "Planted = a genuine-like match at cosine 0.55-0.9 to one template; random = no match "
+        "(nothing reaches the threshold on random data). Recall@1 against exact search.",
+        "",
+        "| configuration | templates | planted p50 | planted p99 | planted recall@1 | random p50 | random p99 "
+        "| random recall@1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, n, g in out["gate"]:
+        a, b = g["planted"], g["random"]
         lines.append(
-            f"\nSketch: {s.sketch_bits} bits, miss probability {s.sketch_miss_probability:g} per template at the "
-            f"threshold, radii at {GATE_THRESHOLD} after each 512-bit stage: {radii}; used by the "
-            f"service for lists of {s.sketch_min_templates:,} templates or more."
+            f"| {name} | {n:,} | {a['p50']:.2f} | {a['p99']:.2f} | {a['recall1']:.3f} | {b['p50']:.2f} | "
+            f"{b['p99']:.2f} | {b['recall1']:.3f} |"
         )
+    return lines
+
+
+def _render_sketch(out: dict[str, Any], s: Any) -> list[str]:
+    if not out["sketch"]:
+        return []
+    lines = [
+        "",
+        "## In-process index alone: exact scan against the sign sketch (no gRPC)",
+        "",
+        "top_k 100, one template per subject. *found* = share of the templates at or above the "
+        "threshold (exact) that the sketch search returned; *at thr* = such templates per probe; "
+        "candidates = rows scored exactly per probe (median); fallbacks = probes that went to the exact "
+        "scan because more than `sketch_max_candidates` rows were within the radius.",
+        "",
+        "| data | templates | threshold | probes | exact p50 / p99 | sketch p50 / p99 | recall@1 | found "
+        "| at thr | candidates | fallbacks |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in out["sketch"]:
+        lines.append(
+            f"| {r['kind']} | {r['n']:,} | {r['threshold']} | {r['probes']} | "
+            f"{r['exact']['p50']:.2f} / {r['exact']['p99']:.2f} | {r['sketch']['p50']:.2f} / "
+            f"{r['sketch']['p99']:.2f} | {r['recall1']:.3f} | {r['found']:.4f} | {r['at_threshold']:.1f} | "
+            f"{r['candidates']:,.0f} | {r['fallbacks']} |"
+        )
+    lines += [
+        "",
+        "| data | templates | sketch build s | MiB per 1M (vectors + sketch) | MiB per 1M (vectors only) |",
+    ]
+    lines.append("|---|---:|---:|---:|---:|")
+    seen = set()
+    for r in out["sketch"]:
+        if (r["kind"], r["n"]) not in seen:
+            seen.add((r["kind"], r["n"]))
+            lines.append(
+                f"| {r['kind']} | {r['n']:,} | {r['build']:.1f} | {r['mem']:.0f} | {r['exact_mem']:.0f} |"
+            )
+    radii = MemoryIndex(DIM, sketch_bits=s.sketch_bits, miss_probability=s.sketch_miss_probability).radii(
+        GATE_THRESHOLD
+    )
+    lines.append(
+        f"\nSketch: {s.sketch_bits} bits, miss probability {s.sketch_miss_probability:g} per template at the "
+        f"threshold, radii at {GATE_THRESHOLD} after each 512-bit stage: {radii}; used by the "
+        f"service for lists of {s.sketch_min_templates:,} templates or more."
+    )
+    return lines
+
+
+def _render_consistency(out: dict[str, Any]) -> list[str]:
     cons = out.get("consistency")
-    if cons:
-        lines += [
-            "",
-            f"## Consistency on the Milvus 2.3.5 server ({cons['rounds']} rounds, 2,000 rows)",
-            "",
-            "| write, then read | reads that did not reflect the write |",
-            "|---|---:|",
-        ]
-        lines += [f"| {k} | {v} of {cons['rounds']} |" for k, v in cons["misses"].items()]
-        lines += ["", "| consistency level | median search ms (top-1, 2,000 rows) |", "|---|---:|"]
-        lines += [f"| {k} | {v:.1f} |" for k, v in cons["latency"].items()]
-        lines.append(f"| Strong barrier query (run once after each delete) | {cons['barrier_ms']:.0f} |")
-    lines += ["", "## Writes, start-up and storage", "", "| measure | value |", "|---|---:|"]
+    if not cons:
+        return []
+    lines = [
+        "",
+        f"## Consistency on the Milvus 2.3.5 server ({cons['rounds']} rounds, 2,000 rows)",
+        "",
+        "| write, then read | reads that did not reflect the write |",
+        "|---|---:|",
+    ]
+    lines += [f"| {k} | {v} of {cons['rounds']} |" for k, v in cons["misses"].items()]
+    lines += ["", "| consistency level | median search ms (top-1, 2,000 rows) |", "|---|---:|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in cons["latency"].items()]
+    lines.append(f"| Strong barrier query (run once after each delete) | {cons['barrier_ms']:.0f} |")
+    return lines
+
+
+def _render_writes(out: dict[str, Any]) -> list[str]:
+    lines = ["", "## Writes, start-up and storage", "", "| measure | value |", "|---|---:|"]
     for name, rate in out["enrol"].items():
         lines.append(f"| EnrollSubject RPCs per second, one client, {name} | {rate:.1f} |")
     for (backend, n), rate in out["load"].items():
@@ -748,8 +788,7 @@ def render(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str
     for (backend, n), size in out["size"].items():
         per = size / n * 100_000 / 2**20
         lines.append(f"| data size ({backend}, {n:,} templates + subjects), MiB per 100k | {per:.0f} |")
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
