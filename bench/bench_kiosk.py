@@ -933,7 +933,7 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_kiosk", description=__doc__.split("\n")[0])
     parser.add_argument("--templates", type=int, default=100_000)
     parser.add_argument("--people", type=int, default=40, help="distinct travellers (genuine pairs)")
@@ -959,8 +959,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for every service")
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
-    args = parser.parse_args(argv if argv is not None else [])
+    return parser.parse_args(argv if argv is not None else [])
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     started = time.perf_counter()
     res: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
@@ -972,44 +975,13 @@ def main(argv: list[str] | None = None) -> None:
         "dg2_format": args.dg2_format,
     }
     people = travellers(args.people * 3, args.dg2_size, args.dg2_format)
-    mrz = mrz_text()
-    extra_env = dict(e.split("=", 1) for e in args.env)
     var = Path(tempfile.mkdtemp(prefix="facegate-bench-kiosk-"))
     try:
-        print(f"filling the watchlist with {args.templates:,} templates …", flush=True)
-        rate = fill_watchlist(str(var / "milvus" / "watchlist.db"), args.templates)
-        print(f"  {rate:,.0f} rows/s", flush=True)
-        with stack(var, extra_env) as s:
-            target, key = s["targets"]["gateway"], s["keys"]["FACEGATE_KIOSK_KEY"]
-            enrol_check(s["targets"]["watchlist"])
-            print("warm-up, and choosing travellers whose decision is ACCEPT (the full path) …", flush=True)
-            people = accepted(target, key, people, args.people, mrz)
-            res["people"] = len(people)
-            print("one kiosk …", flush=True)
-            before = scrape(s["metrics"])
-            single = run_clients(target, key, people, 1, args.single, mrz)
-            after = scrape(s["metrics"])
-            single["mean"] = single["wall_s"] * 1000 / max(single["requests"], 1)
-            res["single"] = single
-            res["breakdown"] = service_breakdown(before, after, single["requests"])
-            print(f"  p50 {single['p50']:.0f} ms p99 {single['p99']:.0f} ms", flush=True)
-            levels = [int(c) for c in args.levels.split(",")]
-            res["levels"] = run_levels(target, key, people, mrz, levels, args.rounds, args.per_client)
-            res["rounds"] = args.rounds
-        if not args.no_peer:
-            res["peer_error"] = peer_available()
-            if res["peer_error"] is None:
-                res["peer"] = []
-                for profile in PEER_PROFILES:
-                    for procs in (1, 2):
-                        r = run_peer(people, procs, args.peer_per_process, args.templates, profile)
-                        res["peer"].append(r)
-                        print(
-                            f"  peer {profile} {procs} proc: {r['throughput']:.2f}/s p50 {r['p50']:.0f}",
-                            flush=True,
-                        )
-        else:
+        people = measure_facegate(args, people, var, res)
+        if args.no_peer:
             res["peer_error"] = "--no-peer"
+        else:
+            measure_peer(args, people, res)
         if not args.no_floor:
             print("the gRPC transport floor (no-op calls of a decision's sizes) …", flush=True)
             res["floor"] = transport_floor(people)
@@ -1023,6 +995,48 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, default=str))
     print(f"wrote {args.out}")
+
+
+def measure_facegate(
+    args: argparse.Namespace, people: list[dict[str, Any]], var: Path, res: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The stack's part of the run, into ``res``: one kiosk with the services' own stage times,
+    then the concurrency levels. Returns the travellers used (those whose decision is ACCEPT)."""
+    mrz = mrz_text()
+    print(f"filling the watchlist with {args.templates:,} templates …", flush=True)
+    rate = fill_watchlist(str(var / "milvus" / "watchlist.db"), args.templates)
+    print(f"  {rate:,.0f} rows/s", flush=True)
+    with stack(var, dict(e.split("=", 1) for e in args.env)) as s:
+        target, key = s["targets"]["gateway"], s["keys"]["FACEGATE_KIOSK_KEY"]
+        enrol_check(s["targets"]["watchlist"])
+        print("warm-up, and choosing travellers whose decision is ACCEPT (the full path) …", flush=True)
+        people = accepted(target, key, people, args.people, mrz)
+        res["people"] = len(people)
+        print("one kiosk …", flush=True)
+        before = scrape(s["metrics"])
+        single = run_clients(target, key, people, 1, args.single, mrz)
+        after = scrape(s["metrics"])
+        single["mean"] = single["wall_s"] * 1000 / max(single["requests"], 1)
+        res["single"] = single
+        res["breakdown"] = service_breakdown(before, after, single["requests"])
+        print(f"  p50 {single['p50']:.0f} ms p99 {single['p99']:.0f} ms", flush=True)
+        levels = [int(c) for c in args.levels.split(",")]
+        res["levels"] = run_levels(target, key, people, mrz, levels, args.rounds, args.per_client)
+        res["rounds"] = args.rounds
+    return people
+
+
+def measure_peer(args: argparse.Namespace, people: list[dict[str, Any]], res: dict[str, Any]) -> None:
+    """The face_recognition peer on the same travellers, each profile in 1 and 2 processes."""
+    res["peer_error"] = peer_available()
+    if res["peer_error"] is not None:
+        return
+    res["peer"] = []
+    for profile in PEER_PROFILES:
+        for procs in (1, 2):
+            r = run_peer(people, procs, args.peer_per_process, args.templates, profile)
+            res["peer"].append(r)
+            print(f"  peer {profile} {procs} proc: {r['throughput']:.2f}/s p50 {r['p50']:.0f}", flush=True)
 
 
 def accepted(
