@@ -77,9 +77,11 @@ def test_the_converter_keeps_every_folded_kernel_byte_for_byte(network) -> None:
     """Nothing left for TFLite to fold, so nothing whose last bits depend on the CPU."""
     import tensorflow as tf
 
+    from services.embedding.tflite import open_interpreter
+
     folded = fold_batch_norms(network)
     blob = tf.lite.TFLiteConverter.from_keras_model(folded).convert()
-    interpreter = tf.lite.Interpreter(model_content=blob)
+    interpreter = open_interpreter(blob)
     in_file = set()
     for detail in interpreter.get_tensor_details():
         try:
