@@ -41,5 +41,7 @@ LIVE_FULL_SEARCHES = Counter(
 )
 PORTRAIT_FULL_SEARCHES = Counter(
     "facegate_docverify_portrait_full_searches_total",
-    "DG2 portraits searched again in full because the document profile found no large face.",
+    "DG2 portraits searched again in full: the document profile found no large face (why=no_face) "
+    "or its face failed a portrait check (why=quality).",
+    ["why"],
 )

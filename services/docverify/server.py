@@ -37,6 +37,7 @@ from services.docverify.portrait import (
     portrait_policy,
     portrait_region,
     portrait_searches,
+    profile_falls_short,
 )
 from services.docverify.quality import judge, portrait_bounds
 from services.docverify.thresholds import Calibration, calibrated_source
@@ -262,8 +263,9 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
                     full = self.pipeline.detect_async(request.live, live_full_policy(self.settings))
                     live = self._detect_result(full, "live image", findings)
                 doc = self._detect_result(portrait_call, _PORTRAIT_WHAT[source], findings)
-                if doc is not None and doc.subject_index < 0 and len(searches) > 1:
-                    metrics.PORTRAIT_FULL_SEARCHES.inc()  # no large face: search the whole image
+                short = profile_falls_short(subject_face(doc), self.bounds) if doc is not None else None
+                if short and len(searches) > 1:
+                    metrics.PORTRAIT_FULL_SEARCHES.labels(short).inc()
                     whole = self.pipeline.detect_async(portrait, searches[1])
                     doc = self._detect_result(whole, _PORTRAIT_WHAT[source], findings)
             finally:

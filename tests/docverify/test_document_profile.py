@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facegate.v1 import common_pb2, detection_pb2
 from services.docverify.config import DocverifySettings
-from services.docverify.portrait import image_size, portrait_policy, portrait_searches
+from services.docverify.portrait import image_size, portrait_policy, portrait_searches, profile_falls_short
+from services.docverify.quality import portrait_bounds
 
 
 def jpeg(width: int, height: int) -> bytes:
@@ -59,3 +61,19 @@ def test_the_fraction_is_validated() -> None:
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError):
             DocverifySettings(portrait_profile_face_fraction=bad)
+
+
+def _face(**values: float) -> detection_pb2.DetectedFace:
+    measures = [
+        common_pb2.QualityMeasure(check=common_pb2.QualityCheck.Value(f"QUALITY_CHECK_{name}"), value=value)
+        for name, value in values.items()
+    ]
+    return detection_pb2.DetectedFace(quality=common_pb2.Quality(measures=measures))
+
+
+def test_the_profile_stands_only_with_a_face_that_passes_the_portrait_checks() -> None:
+    bounds = portrait_bounds(DocverifySettings())  # yaw <= 35 degrees, brightness 60-225, ...
+    assert profile_falls_short(None, bounds) == "no_face"
+    assert profile_falls_short(_face(YAW=-30.0, BRIGHTNESS=120.0), bounds) is None
+    assert profile_falls_short(_face(YAW=-38.0, BRIGHTNESS=120.0), bounds) == "quality"
+    assert profile_falls_short(_face(YAW=3.0, BRIGHTNESS=20.0), bounds) == "quality"

@@ -138,12 +138,18 @@ def test_portrait_image_source(stub, utopia_live, portraits):
     assert reply.outcome == MATCH
 
 
-def test_dg2_profile_finds_a_chip_sized_face_and_falls_back_for_a_small_one(stub, utopia_live, portraits):
-    import cv2
+def portrait_full_searches(why: str) -> float:
     from prometheus_client import REGISTRY
 
+    name = "facegate_docverify_portrait_full_searches_total"
+    return REGISTRY.get_sample_value(name, {"why": why}) or 0.0
+
+
+def test_dg2_profile_finds_a_chip_sized_face_and_falls_back_for_a_small_one(stub, utopia_live, portraits):
+    import cv2
+
     def full_searches() -> float:
-        return REGISTRY.get_sample_value("facegate_docverify_portrait_full_searches_total") or 0.0
+        return portrait_full_searches("no_face")
 
     rgb = portraits["other_ICAO_Utopia_TD2_hires.jpg"]
     height = round(rgb.shape[0] * 480 / rgb.shape[1])
@@ -167,6 +173,58 @@ def test_dg2_profile_finds_a_chip_sized_face_and_falls_back_for_a_small_one(stub
     # A portrait image gets the full search at once (it may hold other faces): no second search.
     reply = verify(stub, utopia_live, portrait_image=common_pb2.Image(data=encode(canvas, "PNG")))
     assert reply.outcome == MATCH and full_searches() == before + 1
+
+
+def test_a_dg2_portrait_the_profile_refuses_is_searched_in_full_and_stays_refused(stub):
+    """A chip portrait too dark to judge fails in the fast search and in the full one: the full
+    search runs before the traveller is sent to an officer, and its refusal is the answer."""
+    import cv2
+
+    rgb = decode(LFW.read_bytes())
+    dark = (cv2.resize(rgb, (480, 480), interpolation=cv2.INTER_CUBIC) * 0.3).astype(np.uint8)
+    block = facial_image_block(encode(dark, "JPEG"), width=480, height=480, data_type=0)
+    before = portrait_full_searches("quality")
+    reply = verify(stub, live_frame(rgb), dg2=dg2([facial_record([block])]))
+    assert portrait_full_searches("quality") == before + 1
+    assert reply.outcome == INCONCLUSIVE and R.REASON_CODE_PORTRAIT_QUALITY_TOO_LOW in codes(reply)
+    assert common_pb2.QualityCheck.QUALITY_CHECK_BRIGHTNESS in reply.portrait_quality.failed
+
+
+def test_the_full_search_overturns_a_pose_the_profile_misread(stub, detection_server):
+    """Aldo_Paredes_0002 as an ICAO-style chip portrait (tools.docset, as the kiosk false-reject run
+    renders them): landmarks from the profile's third-size copy read its yaw as ~ 38 degrees, over
+    the 35 degree bound; the full search reads ~ 30. The traveller is compared and matched, not
+    sent to an officer for a misread pose."""
+    import io
+
+    from PIL import Image
+
+    from facegate.v1 import detection_pb2
+    from tests.docverify.dg2_builder import dg2_for_image
+    from tools.docset.build import Detector, geometry
+    from tools.docset.portrait import render
+
+    person = FACES / "images" / "Aldo_Paredes"
+    photo = (person / "Aldo_Paredes_0002.jpg").read_bytes()
+    det = Detector(f"127.0.0.1:{detection_server.port}")
+    try:
+        face = det.face(photo, detection_pb2.SUBJECT_SELECTION_MOST_CENTRAL)
+    finally:
+        det.channel.close()
+    assert face is not None
+    portrait = render(Image.open(io.BytesIO(photo)), geometry(face), 300, (232, 232, 228))
+    buf = io.BytesIO()
+    portrait.save(buf, format="JPEG", quality=90)
+    chip = dg2_for_image(buf.getvalue(), "JPEG", portrait.width, portrait.height)
+    live = live_frame(decode((person / "Aldo_Paredes_0001.jpg").read_bytes()))
+    before = portrait_full_searches("quality")
+    reply = verify(stub, live, dg2=chip)
+    assert portrait_full_searches("quality") == before + 1
+    assert reply.outcome == MATCH, (reply.similarity, list(reply.reasons))
+    yaw = next(
+        m for m in reply.portrait_quality.measures if m.check == common_pb2.QualityCheck.QUALITY_CHECK_YAW
+    )
+    assert yaw.passed and abs(yaw.value) < 35
 
 
 # ---- MRZ and document reasons ----------------------------------------------------------------

@@ -38,7 +38,8 @@ from facegate.thresholds import load_thresholds
 from facegate.v1 import common_pb2, docverify_pb2, docverify_pb2_grpc
 from services.docverify.config import DocverifySettings
 from services.docverify.dg2 import parse_dg2
-from services.docverify.portrait import portrait_searches
+from services.docverify.portrait import portrait_searches, profile_falls_short
+from services.docverify.quality import portrait_bounds
 from services.docverify.thresholds import inter_eye_px
 from services.runtime.config import load_settings
 from services.runtime.images import HINT_OF_FORMAT
@@ -116,6 +117,8 @@ def document_template(
             return None, None
         except FacegateError:
             return None, None
+        if policy is not searches[-1] and profile_falls_short(template.face, portrait_bounds(settings)):
+            continue  # the profile's face fails a portrait check: docverify searches in full
         return template.vector.tolist(), inter_eye_px(template.face.quality)
     return None, None
 
