@@ -52,15 +52,20 @@ def validate_document(request: gateway_pb2.VerifyTravellerRequest) -> None:
 
 
 def run_checks(
-    down: Downstream, request: gateway_pb2.VerifyTravellerRequest, timings: Timings | None = None
+    down: Downstream,
+    request: gateway_pb2.VerifyTravellerRequest,
+    timings: Timings | None = None,
+    *,
+    screen_far: float | None = None,
 ) -> GateChecks:
-    """Verify, screen and decide (see the module docstring); ``timings`` may hold earlier stages."""
+    """Verify, screen and decide (see the module docstring); ``timings`` may hold earlier stages.
+    ``screen_far`` picks the screening's calibrated operating point (None: the calibration's default)."""
     validate(request)
     timings = timings if timings is not None else Timings()
     with timings.stage("verify"):
         verification, error = _verify(down, request.document)
     with timings.stage("screen"):
-        screening, candidates = _screen(down, verification, list(request.watchlists))
+        screening, candidates = _screen(down, verification, list(request.watchlists), screen_far)
     return GateChecks(decide_gate(verification, error, screening), verification, candidates, timings)
 
 
@@ -79,13 +84,18 @@ def _verify(
 
 
 def _screen(
-    down: Downstream, verification: docverify_pb2.VerifyResponse | None, watchlists: list[str]
+    down: Downstream,
+    verification: docverify_pb2.VerifyResponse | None,
+    watchlists: list[str],
+    target_far: float | None,
 ) -> tuple[Screening, list[watchlist_pb2.Candidate]]:
     if verification is None or not verification.HasField("live_template"):
         return Screening.not_run("no live template to screen (the live face was not embedded)"), []
     request = watchlist_pb2.SearchRequest(
         probes=[verification.live_template], watchlists=watchlists, top_k=SCREEN_TOP_K
     )
+    if target_far is not None:
+        request.target_far = target_far
     try:
         reply = down.call("watchlist", down.watchlist.Search, request)
     except FacegateError as exc:

@@ -283,7 +283,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.VerifyTravellerResponse:
         """Check, decide, audit: the one gate decision path. ``timings`` may hold earlier stages (a
         stream's capture); ``before_record`` may refuse the recording (a stream whose kiosk left)."""
-        checks = kiosk.run_checks(down, request, timings)
+        checks = kiosk.run_checks(down, request, timings, screen_far=self.settings.screen_far)
         decision = stamp(checks.decision.to_proto(), checks.timings.ms)
         decision.instruction = checks.decision.instruction
         if before_record is not None:

@@ -614,12 +614,17 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
 
     def _threshold(self, request: pb.SearchRequest, version: str) -> tuple[float, float]:
         if request.HasField("threshold"):
+            if request.HasField("target_far"):
+                raise InvalidArgument("set threshold or target_far, not both")
             t = request.threshold
             if not math.isfinite(t) or not -1.0 <= t <= 1.0:
                 raise InvalidArgument("threshold must be a cosine similarity within -1..1")
             return float(t), 0.0
+        far = request.target_far if request.HasField("target_far") else None
+        if far is not None and not (math.isfinite(far) and 0.0 < far < 1.0):
+            raise InvalidArgument(f"target_far is {far:g}; it must be a rate between 0 and 1")
         try:
-            point = load_thresholds(version, self._calibration_dir).at_far()
+            point = load_thresholds(version, self._calibration_dir).at_far(far)
         except FailedPrecondition:
             raise FailedPrecondition(
                 f"no calibrated threshold for model version {version[:12]}…: pass SearchRequest.threshold "

@@ -16,7 +16,7 @@ from facegate.errors import FacegateError, InvalidArgument, PermissionDenied, Un
 from facegate.gateway_client import Gateway
 from facegate.v1 import common_pb2, detection_pb2, gateway_pb2, gateway_pb2_grpc, watchlist_pb2
 from tests.docverify.specimens import SPECIMENS
-from tests.gateway.conftest import OTHER_PERSON, TRAVELLER, gate_frame
+from tests.gateway.conftest import OTHER_PERSON, TRAVELLER, gate_frame, sibling_settings
 from tests.support import FACES, stopped
 
 pytestmark = pytest.mark.slow
@@ -145,6 +145,42 @@ def test_a_watchlist_hit_refers_without_telling_the_kiosk(stack) -> None:
         with gw(stack, "admin") as admin:
             admin.delete_watchlist(name)
     assert verify(stack, watchlists=[name]).outcome == "REFER"  # the list is gone: screening cannot run
+
+
+def test_the_screening_runs_at_the_configured_calibrated_far(stack, tmp_path) -> None:
+    """FACEGATE_GATEWAY_SCREEN_FAR picks the screening's calibrated operating point, and the audit
+    record says which; a FAR the calibration does not hold refers the traveller and says why."""
+    from facegate.thresholds import load_thresholds
+    from gateway.server import GatewayService
+    from services.runtime.config import RuntimeSettings, load_settings
+    from tests.support import serve
+
+    def decide(far: float) -> dict:
+        log = tmp_path / f"audit-{far:g}.log"
+        servicer = GatewayService(
+            sibling_settings(stack, log, screen_far=far), load_settings(RuntimeSettings)
+        )
+        try:
+            with serve(servicer, label="gateway-screen-far") as running:
+                target = f"127.0.0.1:{running.port}"
+                with Gateway(target, key=stack.keys["kiosk"], timeout=120) as kiosk:
+                    decision = kiosk.verify_traveller(LIVE, portrait=PORTRAIT)
+        finally:
+            servicer.close()
+        (record,) = [r for r in read_records(log) if r.get("decision_id") == decision.decision_id]
+        return record
+
+    strict = decide(1e-4)
+    assert strict["outcome"] == "ACCEPT"
+    (screen,) = [s for s in strict["scores"] if s["name"] == "watchlist_top1"]
+    point = load_thresholds(strict["model_version"]).at_far(1e-4)
+    assert screen["target_far"] == pytest.approx(1e-4) and screen["threshold"] == pytest.approx(
+        point.threshold
+    )
+    odd = decide(0.05)
+    assert odd["outcome"] == "REFER"
+    (reason,) = [r for r in odd["reasons"] if r["code"] == "SERVICE_UNAVAILABLE"]
+    assert "no threshold calibrated for FAR 0.05" in reason["message"]
 
 
 # ---- officer and admin tools -----------------------------------------------------------------

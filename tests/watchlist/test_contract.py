@@ -250,6 +250,42 @@ def test_default_threshold_comes_from_calibration_or_is_refused(backend, wl, lis
     assert err.value.code().name == "FAILED_PRECONDITION" and "threshold" in err.value.details()
 
 
+def test_a_search_may_pick_another_calibrated_point_and_only_a_calibrated_one(backend, wl, list_name):
+    rng = np.random.default_rng(17)
+    version = "calibrated-points-model"
+    write_thresholds(
+        Thresholds(
+            model_id="test",
+            model_version=version,
+            metric="cosine",
+            default_far=0.001,
+            points=(OperatingPoint(far=0.001, threshold=0.8), OperatingPoint(far=0.0001, threshold=0.9)),
+        ),
+        backend.root / "calibration",
+    )
+    create(wl, list_name, version=version)
+    v = unit(rng)
+    enroll(wl, list_name, [v], version=version)
+
+    def at(**fields):
+        req = pb.SearchRequest(probes=[emb(v, version)], watchlists=[list_name], **fields)
+        return wl.Search(req)
+
+    strict = at(target_far=0.0001)
+    assert strict.threshold == pytest.approx(0.9) and strict.target_far == pytest.approx(0.0001)
+    assert len(strict.results[0].candidates) == 1  # the same template scores 1.0
+    for fields, words in [
+        ({"target_far": 0.05}, "no threshold calibrated for FAR 0.05; calibrated: 0.001, 0.0001"),
+        ({"target_far": 0.0}, "target_far is 0"),
+        ({"target_far": 1.5}, "target_far is 1.5"),
+        ({"target_far": float("nan")}, "target_far is nan"),
+        ({"target_far": 0.0001, "threshold": 0.5}, "set threshold or target_far, not both"),
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            at(**fields)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details(), fields
+
+
 def test_data_survives_a_service_restart(backend):
     rng = np.random.default_rng(14)
     settings = backend.settings(store="restart")
