@@ -106,7 +106,7 @@ class GatewaySettings(ServiceSettings):
         description="False-accept rate per comparison that the kiosk's watchlist screening is "
         "calibrated at (a point of the model's calibration: 1e-2, 1e-3 and 1e-4 ship). Each listed "
         "person is one comparison, so a traveller on no list is flagged about this often times the "
-        "list's size: measured, 29 % of travellers against 453 real people at 1e-3, 2.8 % at 1e-4 "
+        "list's size: measured, 28.5 % of travellers against 453 real people at 1e-3, 2.9 % at 1e-4 "
         "(docs/watchlist.md, 'Screening and list size'). An uncalibrated value refers every traveller.",
     )
     referral_hold_s: int = Field(

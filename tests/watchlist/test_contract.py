@@ -222,22 +222,25 @@ def test_expired_listing_is_not_returned(wl, list_name):
     assert search(wl, [v], [list_name]).results[0].candidates[0].subject_id == sid
 
 
-def test_default_threshold_comes_from_calibration_or_is_refused(backend, wl, list_name):
-    rng = np.random.default_rng(13)
-    version = "calibrated-test-model"
-    write_thresholds(
-        Thresholds(
-            model_id="test",
-            model_version=version,
-            metric="cosine",
-            default_far=0.001,
-            points=(OperatingPoint(far=0.001, threshold=0.8), OperatingPoint(far=0.01, threshold=0.6)),
-        ),
-        backend.root / "calibration",
+def calibrated_list(
+    backend, wl, list_name: str, seed: int, version: str, *points: OperatingPoint
+) -> np.ndarray:
+    """A list of model ``version``, calibrated at ``points`` (default FAR 1e-3), holding one
+    enrolled template; returns that template."""
+    thresholds = Thresholds(
+        model_id="test", model_version=version, metric="cosine", default_far=0.001, points=points
     )
+    write_thresholds(thresholds, backend.root / "calibration")
     create(wl, list_name, version=version)
-    v = unit(rng)
+    v = unit(np.random.default_rng(seed))
     enroll(wl, list_name, [v], version=version)
+    return v
+
+
+def test_default_threshold_comes_from_calibration_or_is_refused(backend, wl, list_name):
+    version = "calibrated-test-model"
+    points = OperatingPoint(far=0.001, threshold=0.8), OperatingPoint(far=0.01, threshold=0.6)
+    v = calibrated_list(backend, wl, list_name, 13, version, *points)
     res = search(wl, [v], [list_name], threshold=None, version=version)
     assert res.threshold == pytest.approx(0.8) and res.target_far == pytest.approx(0.001)
     assert len(res.results[0].candidates) == 1
@@ -251,21 +254,9 @@ def test_default_threshold_comes_from_calibration_or_is_refused(backend, wl, lis
 
 
 def test_a_search_may_pick_another_calibrated_point_and_only_a_calibrated_one(backend, wl, list_name):
-    rng = np.random.default_rng(17)
     version = "calibrated-points-model"
-    write_thresholds(
-        Thresholds(
-            model_id="test",
-            model_version=version,
-            metric="cosine",
-            default_far=0.001,
-            points=(OperatingPoint(far=0.001, threshold=0.8), OperatingPoint(far=0.0001, threshold=0.9)),
-        ),
-        backend.root / "calibration",
-    )
-    create(wl, list_name, version=version)
-    v = unit(rng)
-    enroll(wl, list_name, [v], version=version)
+    points = OperatingPoint(far=0.001, threshold=0.8), OperatingPoint(far=0.0001, threshold=0.9)
+    v = calibrated_list(backend, wl, list_name, 17, version, *points)
 
     def at(**fields):
         req = pb.SearchRequest(probes=[emb(v, version)], watchlists=[list_name], **fields)
