@@ -44,10 +44,13 @@ class Rates:
     threshold: float
     over: int  # impostor comparisons at or over the threshold
     comparisons: int  # impostor comparisons in all
-    comparison_far: float  # over / comparisons
     flagged: float  # travellers on no list with at least one candidate at or over the threshold
     hits_per_traveller: float  # mean impostor candidates at or over the threshold per traveller
     found: float  # listed travellers (another photo of them) whose own entry is at or over it
+
+    @property
+    def comparison_far(self) -> float:
+        return self.over / self.comparisons
 
 
 def screening_rates(rows: np.ndarray, people: list[str], threshold: float) -> Rates:
@@ -67,7 +70,6 @@ def screening_rates(rows: np.ndarray, people: list[str], threshold: float) -> Ra
         threshold=threshold,
         over=int(over.sum()),
         comparisons=int((~own).sum()),
-        comparison_far=float(over.sum() / (~own).sum()),
         flagged=float(over.any(axis=1).mean()),
         hits_per_traveller=float(over.sum(axis=1).mean()),
         found=float((genuine[listed] >= threshold).mean()) if listed.any() else float("nan"),
@@ -138,21 +140,9 @@ def render(table: list[Rates], calibrated: dict[float, float], meta: dict[str, s
     return "\n".join(lines) + "\n"
 
 
-def _dirty(report: Path) -> bool:
-    """Whether the checkout differs from its commit, the report being rewritten aside."""
-    import subprocess
-
-    spec = f":(exclude){report.resolve().relative_to(REPO)}" if report.resolve().is_relative_to(REPO) else "."
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--", ".", spec], cwd=REPO, capture_output=True, text=True
-    )
-    return bool(status.stdout.strip())
-
-
 def main(argv: list[str] | None = None) -> int:
-    import subprocess
-
     from facegate.thresholds import load_thresholds
+    from tools.kiosk_frr import git_state
 
     parser = argparse.ArgumentParser(
         prog="python -m tools.screening_rates", description=__doc__.split("\n")[0]
@@ -165,10 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     calibrated = {p.far: p.threshold for p in load_thresholds(version).points}
     thresholds = sorted({*calibrated.values(), *EXTRA_THRESHOLDS})
     table = [screening_rates(rows, people, t) for t in thresholds]
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     meta = {
         "machine": f"{platform.machine()}, {platform.platform()}",
-        "git": git.stdout.strip() + (" + uncommitted changes" if _dirty(args.out) else ""),
+        "git": git_state(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "photos": str(len(rows)),
         "tried": str(tried),
