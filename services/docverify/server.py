@@ -263,8 +263,11 @@ class DocVerifyService(docverify_pb2_grpc.DocVerifyServiceServicer):
                     full = self.pipeline.detect_async(request.live, live_full_policy(self.settings))
                     live = self._detect_result(full, "live image", findings)
                 doc = self._detect_result(portrait_call, _PORTRAIT_WHAT[source], findings)
-                short = profile_falls_short(subject_face(doc), self.bounds) if doc is not None else None
-                if short and len(searches) > 1:
+                if (
+                    doc is not None
+                    and len(searches) > 1
+                    and (short := profile_falls_short(subject_face(doc), self.bounds))
+                ):
                     metrics.PORTRAIT_FULL_SEARCHES.labels(short).inc()
                     whole = self.pipeline.detect_async(portrait, searches[1])
                     doc = self._detect_result(whole, _PORTRAIT_WHAT[source], findings)
